@@ -1,0 +1,84 @@
+"""The exception tree of the meeting assistant.
+
+    MeetingAssistantError
+    ├── ConfigurationError      a setting is invalid or a required resource is missing (start-up)
+    ├── ProtocolError           a client sent something the WebSocket contract does not allow
+    │   └── SessionStateError   a message that is illegal in the session's current state
+    ├── AudioDecryptionError    buffered audio could not be decrypted (wrong AUDIO_ENCRYPTION_KEY)
+    ├── ASRError                the speech recogniser failed
+    ├── DiarizationError        a diariser failed (the caller falls back to the embedded one)
+    ├── LLMError                a provider failed
+    │   ├── TransientLLMError   worth retrying: timeout, 429, 5xx, connection
+    │   ├── PermanentLLMError   not worth retrying: 400/401/403/404/422
+    │   └── MalformedLLMOutput  the answer did not match the schema
+    └── WorkflowError           a post-meeting hook failed
+
+Third-party errors are translated once, at the adapter boundary, with `raise ... from exc`.
+Each error's message says what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class MeetingAssistantError(Exception):
+    """Base of every error this application raises on purpose."""
+
+
+class ConfigurationError(MeetingAssistantError):
+    """A setting is invalid or a required resource is missing; raised at start-up."""
+
+
+class ProtocolError(MeetingAssistantError):
+    """A client broke the WebSocket contract. `code` is sent in the `error` message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class SessionStateError(ProtocolError):
+    """A message that the session's current state does not allow."""
+
+
+class AudioDecryptionError(MeetingAssistantError):
+    """Buffered audio could not be decrypted."""
+
+
+class ASRError(MeetingAssistantError):
+    """The speech recogniser failed."""
+
+
+class DiarizationError(MeetingAssistantError):
+    """A diarisation backend failed or could not be loaded."""
+
+
+class LLMError(MeetingAssistantError):
+    """An LLM provider failed. `provider` names it, `reason` is a short metric label."""
+
+    def __init__(self, provider: str, message: str, *, reason: str = "error") -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.reason = reason
+
+
+class TransientLLMError(LLMError):
+    """A failure worth retrying (timeout, 429, 5xx, connection). `retry_after` in seconds."""
+
+    def __init__(
+        self, provider: str, message: str, *, reason: str = "transient", retry_after: float | None = None
+    ) -> None:
+        super().__init__(provider, message, reason=reason)
+        self.retry_after = retry_after
+
+
+class PermanentLLMError(LLMError):
+    """A failure that retrying cannot fix (bad request, bad key, no such model)."""
+
+
+class MalformedLLMOutput(LLMError):
+    """The provider answered, but not with JSON matching the schema."""
+
+
+class WorkflowError(MeetingAssistantError):
+    """A post-meeting hook failed."""

@@ -1,0 +1,159 @@
+"""All configuration in one typed class, read from the environment and `.env`.
+
+Components never read the environment themselves: `app.create_app()` builds one `Settings`
+(or takes one from a test) and passes each component what it needs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.errors import ConfigurationError
+
+DEFAULT_PROVIDER_ORDER = "vllm,xai,openai,azure,anthropic,gemini,offline"
+
+
+class Settings(BaseSettings):
+    """Every setting of the meeting assistant; names match the design documents."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- server -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_sessions: int = Field(4, ge=1, description="Concurrent recording sessions; more are refused as busy.")
+    max_session_seconds: float = Field(4 * 3600, gt=0, description="Audio seconds after which a session is stopped.")
+    ws_max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest WebSocket frame; bigger closes with 1009.")
+    max_protocol_violations: int = Field(10, ge=1, description="Bad messages tolerated before closing with 1008.")
+    max_frames_per_second: float = Field(200, gt=0, description="Binary frames per second before rate limiting.")
+    api_key: SecretStr | None = Field(None, description="When set, /ws requires ?token= or start.token equal to it.")
+    allowed_origins: str = Field("", description="Comma-separated exact Origin allowlist for /ws; empty allows any.")
+
+    # --- ASR ----------------------------------------------------------------------------------
+    asr_model_id: str = Field("", description="Whisper size name or model directory; empty uses the bundled tiny.en.")
+    asr_language: str | None = None
+    asr_beam_size: int = Field(5, ge=1, le=20)
+    asr_compute_type: str = "auto"
+    asr_device: Literal["auto", "cpu", "cuda"] = "auto"
+    asr_cpu_threads: int = Field(1, ge=0, description="Threads per inference worker (0 = CTranslate2 default).")
+    asr_partial_interval: float = Field(0.3, ge=0.05, le=5.0, description="Seconds of new audio between live decodes.")
+    asr_max_utterance_seconds: float = Field(8.0, ge=2.0, le=25.0, description="Open window length that forces a commit.")
+    asr_min_silence_seconds: float = Field(0.5, ge=0.1, le=5.0, description="Pause that ends an utterance.")
+    asr_vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+    # --- audio buffer -------------------------------------------------------------------------
+    audio_encryption_key: SecretStr | None = None
+
+    # --- orchestrator -------------------------------------------------------------------------
+    inference_workers: int = Field(2, ge=1, le=64)
+    inference_batch_size: int = Field(1, ge=1, le=64)
+    orchestrator_backend: Literal["asyncio"] = "asyncio"
+
+    # --- diarisation --------------------------------------------------------------------------
+    diarization_backend: Literal["auto", "embedded", "pyannote", "nemo", "none"] = "auto"
+    diarization_min_speakers: int | None = Field(None, ge=1)
+    diarization_max_speakers: int | None = Field(None, ge=1)
+    hf_token: SecretStr | None = None
+    pyannote_pipeline: str = "pyannote/speaker-diarization-3.1"
+    nemo_diarization_enabled: bool = False
+
+    # --- LLM ----------------------------------------------------------------------------------
+    llm_provider_order: str = DEFAULT_PROVIDER_ORDER
+    llm_max_retries: int = Field(3, ge=1, le=10)
+    llm_backoff_seconds: float = Field(1.0, ge=0.0, le=60.0)
+    llm_timeout_seconds: float = Field(30.0, gt=0.0)
+    llm_deadline_seconds: float = Field(120.0, gt=0.0)
+    llm_cooldown_seconds: float = Field(60.0, ge=0.0)
+    llm_context_chars: int = Field(24_000, ge=2_000, description="Transcript characters per LLM call before chunking.")
+    vllm_base_url: str = "http://localhost:8001"
+    vllm_model_id: str = "meta-llama-3-8b-instruct"
+    vllm_completions_endpoint: str = "/v1/chat/completions"
+    vllm_api_key: SecretStr | None = None
+    xai_api_key: SecretStr | None = None
+    xai_base_url: str = "https://api.x.ai/v1"
+    xai_model_id: str = "grok-3-mini"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model_id: str = "gpt-4o-mini"
+    azure_openai_api_key: SecretStr | None = None
+    azure_openai_endpoint: str | None = None
+    azure_openai_deployment: str | None = None
+    azure_openai_api_version: str = "2024-10-21"
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model_id: str = "claude-3-5-haiku-latest"
+    google_gemini_api_key: SecretStr | None = None
+    google_gemini_base_url: str | None = None
+    google_gemini_model_id: str = "gemini-2.0-flash"
+
+    # --- workflows ----------------------------------------------------------------------------
+    meeting_slack_webhook_url: SecretStr | None = None
+    meeting_log_path: Path | None = Path("logs/meetings.jsonl")
+    workflow_timeout_seconds: float = Field(10.0, gt=0.0)
+    tts_enabled: bool = False
+
+    @field_validator("audio_encryption_key")
+    @classmethod
+    def _fernet_key_is_valid(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                Fernet(value.get_secret_value().encode())
+            except (ValueError, TypeError) as exc:
+                raise ValueError(
+                    "must be a url-safe base64-encoded 32-byte Fernet key; generate one with "
+                    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+                ) from exc
+        return value
+
+    @field_validator("llm_provider_order")
+    @classmethod
+    def _provider_order_is_known(cls, value: str) -> str:
+        known = set(DEFAULT_PROVIDER_ORDER.split(","))
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise ValueError(f"unknown provider(s) {unknown or value!r}; allowed: {sorted(known)}")
+        return ",".join(names)
+
+    @property
+    def provider_order(self) -> list[str]:
+        return self.llm_provider_order.split(",")
+
+    @property
+    def origin_allowlist(self) -> set[str]:
+        return {origin.strip().rstrip("/") for origin in self.allowed_origins.split(",") if origin.strip()}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build `Settings`, turning validation errors into one `ConfigurationError` naming each variable.
+
+    Raises:
+        ConfigurationError: a value is invalid; the message names the variable and what is allowed.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            variable = "_".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{variable}: {error['msg']}")
+        raise ConfigurationError("Invalid configuration: " + "; ".join(problems)) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (tests build their own with `load_settings`)."""
+    return load_settings()
