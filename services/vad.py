@@ -1,0 +1,44 @@
+"""Streaming voice activity detection with the Silero VAD model that faster-whisper ships (ONNX).
+
+faster-whisper's own `SileroVADModel.__call__` scores a whole recording at once from a zero
+state; here the recurrent state and the 64-sample context are carried from call to call, so each
+sample is scored exactly once while audio streams in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from faster_whisper.vad import get_vad_model
+
+FRAME_SAMPLES = 512  # 32 ms at 16 kHz: Silero's frame
+_CONTEXT_SAMPLES = 64
+
+
+class StreamingVAD:
+    """Speech probabilities for one audio stream, one per 512-sample frame. Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._session = get_vad_model().session  # shared, thread-safe ONNX session
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(_CONTEXT_SAMPLES, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.probabilities: list[float] = []
+
+    def feed(self, audio: np.ndarray) -> None:
+        """Score the whole frames in `audio` (float32, 16 kHz); a partial frame waits for more."""
+        samples = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
+        whole = len(samples) // FRAME_SAMPLES * FRAME_SAMPLES
+        self._pending = samples[whole:]
+        if whole == 0:
+            return
+        frames = samples[:whole].reshape(-1, FRAME_SAMPLES)
+        contexts = np.vstack([self._context, frames[:-1, -_CONTEXT_SAMPLES:]])
+        batch = np.concatenate([contexts, frames], axis=1)
+        output, self._h, self._c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
+        self._context = frames[-1, -_CONTEXT_SAMPLES:].copy()
+        self.probabilities.extend(float(p) for p in np.asarray(output).reshape(-1))
+
+    @property
+    def frames(self) -> int:
+        return len(self.probabilities)
