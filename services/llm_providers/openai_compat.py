@@ -1,0 +1,136 @@
+"""OpenAI-compatible chat completions through the official `openai` SDK.
+
+One adapter serves four providers: vLLM (its OpenAI-compatible server), xAI Grok, OpenAI and
+Azure OpenAI (`AsyncAzureOpenAI`, deployments path + api-version). Structured output uses
+`response_format={"type": "json_schema", ...}` (vLLM maps it to guided decoding). SDK retries
+are off (`max_retries=0`): the chain in `services.llm_service` is the only retry loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import openai
+
+from services.errors import LLMError, PermanentLLMError, TransientLLMError
+from services.llm_providers.base import LLMRequest, status_error, transport_error
+from services.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_CHAT_PATH = "/chat/completions"
+
+
+class OpenAICompatProvider:
+    """Chat completions with a JSON-schema `response_format` on any OpenAI-compatible server."""
+
+    def __init__(
+        self, name: str, client: openai.AsyncOpenAI, model: str, *, context_chars: int | None = None
+    ) -> None:
+        self.name = name
+        self.context_chars = context_chars
+        self._client = client
+        self._model = model
+
+    async def complete(self, request: LLMRequest) -> str:
+        """One chat completion; returns the message content (JSON text)."""
+        try:
+            response = await self._client.chat.completions.create(
+                model=self._model,
+                messages=[
+                    {"role": "system", "content": request.system},
+                    {"role": "user", "content": request.prompt},
+                ],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": request.schema_name, "schema": request.json_schema, "strict": True},
+                },
+                temperature=0.2,
+                max_tokens=request.max_output_tokens,
+                timeout=request.timeout,
+            )
+        except openai.APIStatusError as exc:
+            raise status_error(self.name, exc.status_code, exc.message, exc.response.headers) from exc
+        except openai.APIError as exc:
+            raise _translate(self.name, exc) from exc
+        if not response.choices:
+            raise TransientLLMError(self.name, "answer had no choices", reason="empty")
+        return response.choices[0].message.content or ""
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _translate(name: str, exc: openai.APIError) -> LLMError:
+    mapped = transport_error(name, exc)
+    if mapped is not None:
+        return mapped
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientLLMError(name, "request timed out", reason="timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return TransientLLMError(name, "connection error", reason="connection")
+    return PermanentLLMError(name, f"unexpected SDK error ({type(exc).__name__})", reason="client_error")
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    return {"max_retries": 0, "timeout": settings.llm_timeout_seconds}
+
+
+def vllm_base_url(base_url: str, endpoint: str) -> str:
+    """The SDK base URL such that `<base>/chat/completions` is VLLM_BASE_URL + VLLM_COMPLETIONS_ENDPOINT."""
+    endpoint = "/" + endpoint.strip("/")
+    if not endpoint.endswith(_CHAT_PATH):
+        logger.warning(
+            "VLLM_COMPLETIONS_ENDPOINT %r does not end with %s; using %s%s", endpoint, _CHAT_PATH, endpoint, _CHAT_PATH
+        )
+        return base_url.rstrip("/") + endpoint
+    return base_url.rstrip("/") + endpoint[: -len(_CHAT_PATH)]
+
+
+def build_vllm(settings: Settings) -> OpenAICompatProvider:
+    """vLLM needs no key (a placeholder is sent unless VLLM_API_KEY is set)."""
+    key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else "EMPTY"
+    client = openai.AsyncOpenAI(
+        api_key=key,
+        base_url=vllm_base_url(settings.vllm_base_url, settings.vllm_completions_endpoint),
+        **_common(settings),
+    )
+    return OpenAICompatProvider("vllm", client, settings.vllm_model_id, context_chars=settings.llm_context_chars)
+
+
+def build_xai(settings: Settings) -> OpenAICompatProvider | None:
+    if settings.xai_api_key is None:
+        return None
+    client = openai.AsyncOpenAI(
+        api_key=settings.xai_api_key.get_secret_value(), base_url=settings.xai_base_url, **_common(settings)
+    )
+    return OpenAICompatProvider("xai", client, settings.xai_model_id, context_chars=settings.llm_context_chars)
+
+
+def build_openai(settings: Settings) -> OpenAICompatProvider | None:
+    if settings.openai_api_key is None:
+        return None
+    client = openai.AsyncOpenAI(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url or "https://api.openai.com/v1",
+        **_common(settings),
+    )
+    return OpenAICompatProvider("openai", client, settings.openai_model_id, context_chars=settings.llm_context_chars)
+
+
+def build_azure(settings: Settings) -> OpenAICompatProvider | None:
+    """Azure needs a key, an endpoint and a deployment; the deployment is also the model name."""
+    key, endpoint, deployment = (
+        settings.azure_openai_api_key, settings.azure_openai_endpoint, settings.azure_openai_deployment
+    )
+    if key is None or not endpoint or not deployment:
+        return None
+    client = openai.AsyncAzureOpenAI(
+        api_key=key.get_secret_value(),
+        azure_endpoint=endpoint,
+        azure_deployment=deployment,
+        api_version=settings.azure_openai_api_version,
+        **_common(settings),
+    )
+    return OpenAICompatProvider("azure", client, deployment, context_chars=settings.llm_context_chars)
