@@ -154,11 +154,18 @@ class WhisperRecognizer:
                 vad_filter=False,
             )
             # transcribe() is lazy: consume the generator here, inside the worker thread.
-            segments = [_to_segment(piece, offset) for piece in pieces]
+            segments = [_to_segment(piece, offset) for piece in pieces if not _is_hallucination(piece)]
         except RuntimeError as exc:
             raise ASRError(f"transcription failed: {exc}") from exc
         self._metrics.asr_latency.labels(kind="commit").observe(time.perf_counter() - started)
         return [segment for segment in segments if segment.text]
+
+
+def _is_hallucination(piece) -> bool:  # type: ignore[no-untyped-def]
+    """Whisper invents short text ("You", "Thank you.") for silence and noise, with low confidence."""
+    words = piece.words or []
+    mean_probability = sum(w.probability for w in words) / len(words) if words else 1.0
+    return bool(piece.no_speech_prob > 0.6 or (len(words) <= 3 and mean_probability < 0.2))
 
 
 def _to_segment(piece, offset: float) -> Segment:  # type: ignore[no-untyped-def]
@@ -177,11 +184,16 @@ def trim_self_repetition(text: str) -> str:
 
     Short-padded decoding tends to loop once the real audio runs out ("Okay, we're ready.
     Okay, we're ready. Okay, ...") and to stutter on very short windows ("Perfect Perfect
-    Perfect"). Keep the text up to the end of the first copy of a phrase of three or more words
-    repeated back to back, or of a one- or two-word phrase repeated three times.
+    Perfect"). Cut where the opening three words come round again; keep the text up to the end
+    of the first copy of a phrase of three or more words repeated back to back, or of a one- or
+    two-word phrase repeated three times.
     """
     words = text.split()
     key = [_normalise(w) for w in words]
+    for restart in range(3, len(key) - 2):
+        if key[restart : restart + 3] == key[:3]:
+            words, key = words[:restart], key[:restart]
+            break
     for i in range(len(key)):
         for period in range(1, (len(key) - i) // 2 + 1):
             first, second = key[i : i + period], key[i + period : i + 2 * period]
@@ -189,7 +201,7 @@ def trim_self_repetition(text: str) -> str:
                 continue
             if period >= 3 or key[i + 2 * period : i + 3 * period] == first:
                 return " ".join(words[: i + period])
-    return text
+    return " ".join(words)
 
 
 def _normalise(word: str) -> str:

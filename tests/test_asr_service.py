@@ -1,0 +1,71 @@
+"""Golden tests with the real bundled tiny.en model on committed recordings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from observability import Metrics
+from services.asr_service import WhisperRecognizer, load_recognizer, trim_self_repetition
+from services.errors import ConfigurationError
+from tests.support import load_wav, make_settings
+
+
+@pytest.fixture(scope="module")
+def recognizer(tmp_path_factory: pytest.TempPathFactory) -> WhisperRecognizer:
+    return load_recognizer(make_settings(tmp_path_factory.mktemp("asr")), Metrics())
+
+
+def _audio(name: str) -> np.ndarray:
+    pcm, rate = load_wav(name)
+    assert rate == 16000
+    return pcm.astype(np.float32) / 32768.0
+
+
+def test_careful_transcription_has_the_words_and_their_times(recognizer: WhisperRecognizer) -> None:
+    segments = recognizer.transcribe(_audio("one_voice.wav"), offset=10.0)
+    text = " ".join(s.text for s in segments).lower()
+    for word in ("quarterly", "numbers", "marketing", "customer", "survey", "month"):
+        assert word in text
+    words = [w for s in segments for w in s.words]
+    assert words and all(10.0 <= w.start <= w.end <= 10.0 + 11 for w in words)
+    assert [w.start for w in words] == sorted(w.start for w in words)
+
+
+def test_draft_of_a_short_window_is_close_to_the_careful_text(recognizer: WhisperRecognizer) -> None:
+    audio = _audio("one_voice.wav")[: int(4.6 * 16000)]  # "The quarterly numbers look strong and sales grew..."
+    draft = recognizer.draft(audio).lower()
+    assert "numbers look strong" in draft
+    assert "every region" in draft
+
+
+def test_real_meeting_audio(recognizer: WhisperRecognizer) -> None:
+    segments = recognizer.transcribe(_audio("ami_dev00_12s.wav"), offset=0.0)
+    text = " ".join(s.text for s in segments).lower()
+    assert "ready to begin" in text
+
+
+def test_silence_gives_no_segments(recognizer: WhisperRecognizer) -> None:
+    assert recognizer.transcribe(np.zeros(16000 * 3, dtype=np.float32), offset=0.0) == []
+
+
+@pytest.mark.parametrize(
+    ("draft", "expected"),
+    [
+        ("Okay, well I think. Okay, well I think. Okay, well", "Okay, well I think."),
+        ("I will send the budget report to the fire. I will send the budget", "I will send the budget report to the fire."),
+        ("Perfect Perfect Perfect", "Perfect"),
+        ("Bye. Bye. Bye. Bye.", "Bye."),
+        ("I will send the report by Friday.", "I will send the report by Friday."),
+        ("no no, that is fine", "no no, that is fine"),
+        ("", ""),
+    ],
+)
+def test_trim_self_repetition(draft: str, expected: str) -> None:
+    assert trim_self_repetition(draft) == expected
+
+
+def test_a_missing_model_directory_names_the_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path, asr_model_id=str(tmp_path))  # a directory with no model in it
+    with pytest.raises(ConfigurationError, match="ASR_MODEL_ID"):
+        load_recognizer(settings, Metrics())

@@ -1,0 +1,76 @@
+"""The live policy on real audio with the real model, fed as a stream would feed it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cryptography.fernet import Fernet
+
+from observability import Metrics
+from services.asr_service import WhisperRecognizer, load_recognizer
+from services.audio_buffer import AudioCipher, SecureAudioBuffer
+from services.live_transcriber import LiveTranscriber, TranscriptUpdate
+from tests.support import load_wav, make_settings
+
+
+@pytest.fixture(scope="module")
+def recognizer(tmp_path_factory: pytest.TempPathFactory) -> WhisperRecognizer:
+    return load_recognizer(make_settings(tmp_path_factory.mktemp("live")), Metrics())
+
+
+def _stream(recognizer: WhisperRecognizer, pcm: np.ndarray, key: str | None = None,
+            max_utterance: float = 8.0) -> tuple[list[tuple[float, TranscriptUpdate]], LiveTranscriber]:
+    buffer = SecureAudioBuffer(AudioCipher(key))
+    live = LiveTranscriber(recognizer, buffer, max_utterance_seconds=max_utterance,
+                           min_silence_seconds=0.5, vad_threshold=0.5)
+    updates: list[tuple[float, TranscriptUpdate]] = []
+    step = int(0.3 * 16000)
+    for offset in range(0, len(pcm), step):
+        buffer.append(pcm[offset : offset + step])
+        updates += [(buffer.samples / 16000, u) for u in live.advance()]
+    updates += [(buffer.samples / 16000, u) for u in live.finish()]
+    return updates, live
+
+
+def test_drafts_come_while_speaking_and_commits_never_change(recognizer: WhisperRecognizer) -> None:
+    pcm, _ = load_wav("meeting_two_voices.wav")
+    updates, live = _stream(recognizer, pcm)
+    drafts = [(t, u) for t, u in updates if not u.committed]
+    commits = [u for _, u in updates if u.committed]
+    # the first words show up as a draft within a couple of seconds of speech starting (0.5 s)
+    assert drafts and drafts[0][0] < 2.5
+    assert "morning" in " ".join(u.segment.text.lower() for t, u in drafts if t < 5.2)
+    committed_ids = [u.segment_id for u in commits]
+    assert committed_ids == sorted(set(committed_ids)), "each segment is committed once"
+    assert not any(u.segment_id in committed_ids[:i] for i, u in
+                   ((committed_ids.index(u.segment_id), u) for _, u in updates if not u.committed)), \
+        "no draft after its segment was committed"
+    text = " ".join(s.text for s in live.committed).lower()
+    for phrase in ("launch plan", "website", "monday", "first of march", "budget report", "friday", "next week"):
+        assert phrase in text
+    assert [s.start for s in live.committed] == sorted(s.start for s in live.committed)
+
+
+def test_silence_is_never_decoded_into_words(recognizer: WhisperRecognizer) -> None:
+    silence = np.zeros(16000 * 6, dtype=np.int16)
+    noise = (np.random.default_rng(1).normal(0, 30, 16000 * 3)).astype(np.int16)
+    updates, live = _stream(recognizer, np.concatenate([silence, noise]))
+    assert updates == [] and live.committed == []
+
+
+def test_a_long_utterance_is_committed_in_pieces_without_losing_words(recognizer: WhisperRecognizer) -> None:
+    pcm, _ = load_wav("one_voice.wav")  # ~9.4 s of speech with one short pause
+    updates, live = _stream(recognizer, pcm, max_utterance=3.0)
+    assert len(live.committed) >= 3
+    text = " ".join(s.text for s in live.committed).lower()
+    for word in ("quarterly", "numbers", "region", "marketing", "publish", "month"):
+        assert word in text
+    whole = " ".join(s.text for s in recognizer.transcribe(pcm.astype(np.float32) / 32768.0, 0.0))
+    assert abs(len(text.split()) - len(whole.split())) <= 3
+
+
+def test_encrypted_buffer_gives_the_same_transcript(recognizer: WhisperRecognizer) -> None:
+    pcm, _ = load_wav("one_voice.wav")
+    _, clear = _stream(recognizer, pcm)
+    _, sealed = _stream(recognizer, pcm, key=Fernet.generate_key().decode())
+    assert [s.text for s in sealed.committed] == [s.text for s in clear.committed]

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from observability import Metrics
+from services.orchestrator import InferenceJob, Orchestrator
+
+
+def _depth(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value("meeting_assistant_inference_queue_depth", {"backend": "asyncio"})
+
+
+async def test_jobs_run_on_workers_and_model_code_runs_off_the_loop() -> None:
+    metrics = Metrics()
+    orchestrator = Orchestrator(workers=2, batch_size=1, metrics=metrics)
+    await orchestrator.start()
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    finished: list[str] = []
+
+    async def job(name: str) -> None:
+        threads.append(await orchestrator.run_model(threading.get_ident))
+        finished.append(name)
+
+    for name in "abcde":
+        orchestrator.submit(InferenceJob(session_id=name, run=lambda name=name: job(name)))
+    await orchestrator.aclose()
+    assert sorted(finished) == list("abcde")
+    assert loop_thread not in threads
+    assert _depth(metrics) == 0
+
+
+async def test_a_failing_job_is_counted_and_the_worker_keeps_going() -> None:
+    metrics = Metrics()
+    orchestrator = Orchestrator(workers=1, batch_size=1, metrics=metrics)
+    await orchestrator.start()
+    done = asyncio.Event()
+
+    async def boom() -> None:
+        raise ValueError("boom")
+
+    async def fine() -> None:
+        done.set()
+
+    orchestrator.submit(InferenceJob("s1", boom))
+    orchestrator.submit(InferenceJob("s2", fine))
+    await asyncio.wait_for(done.wait(), 5)
+    assert metrics.registry.get_sample_value("meeting_assistant_job_failures_total", {"stage": "job"}) == 1
+    await orchestrator.aclose()
+
+
+async def test_queue_depth_is_exported_and_shutdown_drains_the_queue() -> None:
+    metrics = Metrics()
+    orchestrator = Orchestrator(workers=1, batch_size=2, metrics=metrics)
+    await orchestrator.start()
+    gate = asyncio.Event()
+    ran: list[int] = []
+
+    async def wait_then_record(i: int) -> None:
+        await gate.wait()
+        ran.append(i)
+
+    for i in range(5):
+        orchestrator.submit(InferenceJob(str(i), lambda i=i: wait_then_record(i)))
+    await asyncio.sleep(0.05)
+    assert _depth(metrics) == 3  # one worker took a batch of two
+    gate.set()
+    await orchestrator.aclose()
+    assert sorted(ran) == [0, 1, 2, 3, 4]
+    try:
+        orchestrator.submit(InferenceJob("late", lambda: wait_then_record(9)))
+    except RuntimeError as exc:
+        assert "shutting down" in str(exc)
+    else:
+        raise AssertionError("a job submitted after shutdown must be refused")
+
+
+def test_building_metrics_twice_does_not_clash() -> None:
+    first, second = Metrics(), Metrics()
+    first.active_sessions.set(3)
+    assert b"meeting_assistant_active_sessions 3.0" in first.render()
+    assert b"meeting_assistant_active_sessions 0.0" in second.render()
