@@ -213,9 +213,13 @@ class LLMService:
                 error: TransientLLMError = TransientLLMError(name, f"no answer within {budget:.1f}s", reason="timeout")
             except TransientLLMError as exc:
                 error = exc
-            except PermanentLLMError as exc:
+            except (PermanentLLMError, MalformedLLMOutput) as exc:
                 self._count(name, exc.reason)
                 raise
+            except Exception as exc:  # an adapter bug must cost one provider, never the summary
+                logger.exception("LLM provider %s raised an untranslated error", name, extra={"provider": name})
+                self._count(name, "unexpected")
+                raise PermanentLLMError(name, f"unexpected error ({type(exc).__name__})", reason="unexpected") from exc
             self._count(name, error.reason)
             if error.reason == "unreachable" or attempt >= self._policy.max_attempts:
                 raise _gave_up(name, error, attempt) from error

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     azure_openai_api_version: str = "2024-10-21"
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
-    anthropic_model_id: str = "claude-3-5-haiku-latest"
+    anthropic_model_id: str = "claude-haiku-4-5"
     google_gemini_api_key: SecretStr | None = None
     google_gemini_base_url: str | None = None
     google_gemini_model_id: str = "gemini-2.0-flash"
@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     meeting_log_path: Path | None = Path("logs/meetings.jsonl")
     workflow_timeout_seconds: float = Field(10.0, gt=0.0)
     tts_enabled: bool = False
+    tts_output_dir: Path | None = Field(
+        None, description="With TTS_ENABLED: write <session_id>.wav here; unset plays on the default audio device."
+    )
 
     @field_validator("audio_encryption_key")
     @classmethod

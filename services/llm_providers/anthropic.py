@@ -42,13 +42,14 @@ class AnthropicProvider:
                     "input_schema": request.json_schema,
                 }],
                 tool_choice={"type": "tool", "name": TOOL_NAME},
-                temperature=0.2,
                 timeout=request.timeout,
             )
         except anthropic.APIStatusError as exc:
             raise status_error(self.name, exc.status_code, exc.message, exc.response.headers) from exc
         except anthropic.APIError as exc:
             raise _translate(self.name, exc) from exc
+        except json.JSONDecodeError as exc:
+            raise MalformedLLMOutput(self.name, "response body was not JSON", reason="malformed") from exc
         for block in message.content:
             if block.type == "tool_use" and block.name == TOOL_NAME:
                 return block.input if isinstance(block.input, dict) else json.dumps(block.input)

@@ -102,10 +102,10 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value.strip() else None
+        parsed = email.utils.parsedate_tz(value)
         if parsed is None:
             return None
-        seconds = parsed.timestamp() - time.time()
+        seconds = email.utils.mktime_tz(parsed) - time.time()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 

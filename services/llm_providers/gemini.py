@@ -8,12 +8,14 @@ aiohttp transport (which retries connection errors by itself and warns on import
 
 from __future__ import annotations
 
+import json
+
 import httpx
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from services.errors import LLMError, PermanentLLMError, TransientLLMError
+from services.errors import LLMError, MalformedLLMOutput, PermanentLLMError, TransientLLMError
 from services.llm_providers.base import LLMRequest, status_error, transport_error
 from services.settings import Settings
 
@@ -50,6 +52,8 @@ class GeminiProvider:
             raise status_error(self.name, int(exc.code or 500), exc.message or str(exc), headers) from exc
         except (httpx.HTTPError, OSError) as exc:
             raise _translate(self.name, exc) from exc
+        except json.JSONDecodeError as exc:
+            raise MalformedLLMOutput(self.name, "response body was not JSON", reason="malformed") from exc
         return response.text or ""
 
     async def aclose(self) -> None:

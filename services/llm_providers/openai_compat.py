@@ -8,12 +8,14 @@ are off (`max_retries=0`): the chain in `services.llm_service` is the only retry
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
-from services.errors import LLMError, PermanentLLMError, TransientLLMError
+from services.errors import LLMError, MalformedLLMOutput, PermanentLLMError, TransientLLMError
 from services.llm_providers.base import LLMRequest, status_error, transport_error
 from services.settings import Settings
 
@@ -54,6 +56,10 @@ class OpenAICompatProvider:
             raise status_error(self.name, exc.status_code, exc.message, exc.response.headers) from exc
         except openai.APIError as exc:
             raise _translate(self.name, exc) from exc
+        except json.JSONDecodeError as exc:
+            raise MalformedLLMOutput(self.name, "response body was not JSON", reason="malformed") from exc
+        if not isinstance(response, ChatCompletion):  # a gateway answered 200 with text or HTML
+            raise MalformedLLMOutput(self.name, "response was not a chat completion", reason="malformed")
         if not response.choices:
             raise TransientLLMError(self.name, "answer had no choices", reason="empty")
         return response.choices[0].message.content or ""
