@@ -1,0 +1,190 @@
+"""Diarisation on real audio with the real CAM++ encoder (loaded once for the module).
+
+The recordings are the espeak-ng fixtures in tests/fixtures (see their README). The pyannote and
+NeMo fallbacks are exercised for real: neither package is part of the default install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import wave
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from observability import Metrics
+from services.diarization import DiarizationService, build_diarization_service
+from services.diarization_backends.alignment import assign_speakers
+from services.diarization_backends.base import SpeakerTurn
+from services.settings import Settings, load_settings
+from services.types import SAMPLE_RATE, Segment, Word
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _settings(**overrides: object) -> Settings:
+    base: dict[str, object] = {"_env_file": None, "diarization_backend": "embedded", "hf_token": None}
+    return load_settings(**{**base, **overrides})
+
+
+def _audio(name: str) -> np.ndarray:
+    with wave.open(str(FIXTURES / f"{name}.wav")) as handle:
+        pcm = np.frombuffer(handle.readframes(handle.getnframes()), dtype=np.int16)
+    return pcm.astype(np.float32) / 32768.0
+
+
+def _turns(name: str) -> list[dict[str, object]]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())["turns"]
+
+
+def _words(text: str, start: float, end: float) -> list[Word]:
+    tokens = text.split()
+    step = (end - start) / len(tokens)
+    return [Word(start + i * step, start + (i + 1) * step, f" {token}") for i, token in enumerate(tokens)]
+
+
+def _segments(name: str) -> list[Segment]:
+    """One ASR-like segment per scripted turn, words spread evenly over the turn."""
+    return [
+        Segment(t["start"], t["end"], t["text"], words=_words(t["text"], t["start"], t["end"]))
+        for t in _turns(name)  # type: ignore[arg-type]
+    ]
+
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-inference") as pool:
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def service(executor: ThreadPoolExecutor) -> DiarizationService:
+    return build_diarization_service(_settings(), executor, Metrics())
+
+
+async def test_two_voices_give_two_speakers_and_the_right_turns(service: DiarizationService) -> None:
+    labelled = await service.label_segments(_audio("meeting_two_voices"), _segments("meeting_two_voices"))
+    assert service.name == "embedded"
+    assert [s.speaker for s in labelled] == ["SPEAKER_1", "SPEAKER_2", "SPEAKER_1", "SPEAKER_2", "SPEAKER_1"]
+    assert [s.text for s in labelled] == [t["text"] for t in _turns("meeting_two_voices")]
+
+
+async def test_three_voices_give_three_speakers(service: DiarizationService) -> None:
+    labelled = await service.label_segments(_audio("meeting_three_voices"), _segments("meeting_three_voices"))
+    assert [s.speaker for s in labelled] == [f"SPEAKER_{n}" for n in (1, 2, 3, 1, 2, 3)]
+
+
+async def test_one_voice_gives_one_speaker(service: DiarizationService) -> None:
+    labelled = await service.label_segments(_audio("one_voice"), _segments("one_voice"))
+    assert {s.speaker for s in labelled} == {"SPEAKER_1"}
+
+
+async def test_segment_spanning_a_change_is_split_at_the_words(service: DiarizationService) -> None:
+    first, second = _segments("meeting_two_voices")[:2]
+    merged = Segment(first.start, second.end, f"{first.text} {second.text}", words=first.words + second.words)
+    labelled = await service.label_segments(_audio("meeting_two_voices"), [merged])
+    assert [(s.speaker, s.text) for s in labelled] == [("SPEAKER_1", first.text), ("SPEAKER_2", second.text)]
+    assert labelled[0].start == merged.start and labelled[1].end == merged.end
+    assert labelled[0].end <= labelled[1].start
+
+
+async def test_segment_without_words_takes_the_majority_speaker(service: DiarizationService) -> None:
+    turns = _turns("meeting_two_voices")
+    # mostly Bob's turn (index 1), with the tail of Alice's first turn
+    segment = Segment(float(turns[0]["end"]) - 1.0, float(turns[1]["end"]), "mixed")  # type: ignore[arg-type]
+    opening = Segment(float(turns[0]["start"]), float(turns[0]["end"]), "alice")  # type: ignore[arg-type]
+    labelled = await service.label_segments(_audio("meeting_two_voices"), [opening, segment])
+    assert [s.speaker for s in labelled] == ["SPEAKER_1", "SPEAKER_2"]
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.05, 0.3, 3.0])
+async def test_silence_and_very_short_audio_give_no_speakers(service: DiarizationService, seconds: float) -> None:
+    audio = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+    labelled = await service.label_segments(audio, [Segment(0.0, max(seconds, 0.1), "hm")])
+    assert [s.speaker for s in labelled] == [None]
+    assert await service.label_segments(audio, []) == []
+
+
+async def test_min_max_hint_is_honoured(executor: ThreadPoolExecutor) -> None:
+    capped = build_diarization_service(_settings(diarization_max_speakers=1), executor, Metrics())
+    labelled = await capped.label_segments(_audio("meeting_two_voices"), _segments("meeting_two_voices"))
+    assert {s.speaker for s in labelled} == {"SPEAKER_1"}
+
+
+async def test_latency_is_recorded_by_backend(executor: ThreadPoolExecutor) -> None:
+    metrics = Metrics()
+    timed = build_diarization_service(_settings(), executor, metrics)
+    await timed.label_segments(_audio("one_voice"), _segments("one_voice"))
+    count = metrics.registry.get_sample_value(
+        "meeting_assistant_diarization_latency_seconds_count", {"backend": "embedded"}
+    )
+    assert count == 1.0
+
+
+async def test_live_tracker_labels_committed_segments_consistently(service: DiarizationService) -> None:
+    audio = _audio("meeting_two_voices")
+    tracker = service.live_tracker()
+    labels = []
+    for turn in _turns("meeting_two_voices"):
+        start, end = float(turn["start"]), float(turn["end"])  # type: ignore[arg-type]
+        labels.append(await tracker.label(audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], start, end))
+    assert labels == ["SPEAKER_1", "SPEAKER_2", "SPEAKER_1", "SPEAKER_2", "SPEAKER_1"]
+    assert await tracker.label(np.zeros(SAMPLE_RATE // 10, dtype=np.float32), 0.0, 0.1) is None
+    assert await tracker.label(np.zeros(2 * SAMPLE_RATE, dtype=np.float32), 0.0, 2.0) is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyannote.audio") is not None, reason="pyannote.audio is installed")
+@pytest.mark.parametrize(
+    ("token", "reason"), [(None, "HF_TOKEN is unset"), ("hf_dummy", "pyannote.audio is not installed")]
+)
+async def test_missing_pyannote_falls_back_to_embedded_with_one_warning(
+    executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture, token: str | None, reason: str
+) -> None:
+    caplog.set_level(logging.WARNING, logger="services.diarization")
+    settings = _settings(diarization_backend="pyannote", hf_token=token)
+    fallback = build_diarization_service(settings, executor, Metrics())
+    assert fallback.name == "embedded"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Speaker labels" in warnings[0].getMessage() and reason in warnings[0].getMessage()
+    labelled = await fallback.label_segments(_audio("one_voice"), _segments("one_voice"))
+    assert {s.speaker for s in labelled} == {"SPEAKER_1"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nemo") is not None, reason="NeMo is installed")
+def test_nemo_toggle_without_nemo_falls_back(executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="services.diarization")
+    fallback = build_diarization_service(
+        _settings(diarization_backend="auto", nemo_diarization_enabled=True), executor, Metrics()
+    )
+    assert fallback.name == "embedded"
+    assert any("NeMo is not installed" in r.getMessage() for r in caplog.records)
+
+
+async def test_backend_none_leaves_segments_unlabelled(executor: ThreadPoolExecutor) -> None:
+    off = build_diarization_service(_settings(diarization_backend="none"), executor, Metrics())
+    labelled = await off.label_segments(_audio("one_voice"), _segments("one_voice"))
+    assert off.name == "none" and {s.speaker for s in labelled} == {None}
+    assert await off.live_tracker().label(_audio("one_voice"), 0.0, 1.0) is None
+    await off.aclose()
+
+
+def test_assign_speakers_names_in_order_of_first_appearance_and_folds_stray_words() -> None:
+    turns = [
+        SpeakerTurn(0.0, 2.0, "B"),
+        SpeakerTurn(2.0, 2.2, "A"),
+        SpeakerTurn(2.2, 4.0, "B"),
+        SpeakerTurn(4.0, 6.0, "A"),
+    ]
+    words = [Word(0.2 * i, 0.2 * i + 0.2, f" w{i}") for i in range(30)]
+    labelled = assign_speakers([Segment(0.0, 6.0, "all", words=words)], turns)
+    assert [(s.speaker, round(s.start, 1), round(s.end, 1)) for s in labelled] == [
+        ("SPEAKER_1", 0.0, 4.0),
+        ("SPEAKER_2", 4.0, 6.0),
+    ]
+    assert labelled[0].text == "".join(w.text for w in words[:20]).strip()
+    assert assign_speakers([Segment(0.0, 1.0, "x")], []) == [Segment(0.0, 1.0, "x", None, [])]
