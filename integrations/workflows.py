@@ -10,6 +10,7 @@ with a `name`, `async run(record)` and `async aclose()`, plus one line in `build
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,8 +96,12 @@ class SlackHook:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise WorkflowError(f"slack: could not deliver the message ({type(exc).__name__})") from exc
         if response.status_code != 200:
-            hint = {404: " - check MEETING_SLACK_WEBHOOK_URL", 403: " - the webhook was revoked",
-                    410: " - the webhook was revoked", 429: " - rate limited by Slack"}.get(response.status_code, "")
+            hint = {
+                404: " - check MEETING_SLACK_WEBHOOK_URL",
+                403: " - the webhook was revoked",
+                410: " - the webhook was revoked",
+                429: " - rate limited by Slack",
+            }.get(response.status_code, "")
             raise WorkflowError(f"slack: webhook answered HTTP {response.status_code}{hint}")
 
     async def aclose(self) -> None:
@@ -119,9 +125,18 @@ def slack_blocks(record: MeetingRecord) -> list[dict[str, Any]]:
     if summary.decisions:
         blocks.append(_section("*Decisions*\n" + "\n".join(f"• {_escape(d)}" for d in summary.decisions)))
     minutes = max(1, round(record.duration / 60))
-    blocks.append({"type": "context", "elements": [
-        {"type": "mrkdwn", "text": f"{minutes} min · summarised by {_escape(record.provider)} · session {_escape(record.session_id)}"}
-    ]})
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"{minutes} min · summarised by {_escape(record.provider)}"
+                    f" · session {_escape(record.session_id)}",
+                }
+            ],
+        }
+    )
     return blocks
 
 
@@ -177,7 +192,7 @@ def audit_entry(record: MeetingRecord) -> dict[str, Any]:
     }
 
 
-def _append_line(path: Path, line: bytes) -> None:
+def _append_line(path: Path, line: bytes, write: Callable[[int, memoryview], int] = os.write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
@@ -185,10 +200,11 @@ def _append_line(path: Path, line: bytes) -> None:
         try:
             view = memoryview(line)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[write(fd, view) :]
             os.fsync(fd)
         except OSError:
-            os.ftruncate(fd, size)  # take back a partial line; the original error is what matters
+            with contextlib.suppress(OSError):  # take back a partial line; the write error is what matters
+                os.ftruncate(fd, size)
             raise
     finally:
         os.close(fd)
@@ -230,8 +246,11 @@ def build_workflows(settings: Settings, metrics: Metrics) -> WorkflowRunner:
     """The hooks that are configured; each missing one is skipped with a log line."""
     hooks: list[WorkflowHook] = []
     if settings.meeting_slack_webhook_url is not None:
-        hooks.append(SlackHook(settings.meeting_slack_webhook_url.get_secret_value(),
-                               timeout_seconds=settings.workflow_timeout_seconds))
+        hooks.append(
+            SlackHook(
+                settings.meeting_slack_webhook_url.get_secret_value(), timeout_seconds=settings.workflow_timeout_seconds
+            )
+        )
     else:
         logger.info("workflow hook slack skipped: MEETING_SLACK_WEBHOOK_URL not set")
     if settings.meeting_log_path is not None:

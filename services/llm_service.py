@@ -45,6 +45,8 @@ __all__ = ["Cooldown", "LLMResponseModel", "LLMService", "RetryPolicy", "Summary
 
 logger = logging.getLogger(__name__)
 
+_GRACE_SECONDS = 0.25
+
 
 @dataclass
 class SummaryOutcome:
@@ -130,7 +132,9 @@ class LLMService:
                 response = await self._summarize_with(provider, spoken, title, deadline, session_id)
             except LLMError as exc:
                 self.cooldown.trip(provider.name)
-                logger.warning("LLM provider failed: %s", exc, extra={"provider": provider.name, "session_id": session_id})
+                logger.warning(
+                    "LLM provider failed: %s", exc, extra={"provider": provider.name, "session_id": session_id}
+                )
                 errors.append(str(exc))
                 continue
             self.cooldown.reset(provider.name)
@@ -182,8 +186,11 @@ class LLMService:
             return parse_response(provider.name, raw)
         except MalformedLLMOutput as first:
             self._count(provider.name, "malformed")
-            logger.info("malformed answer, asking for a repair: %s", first,
-                        extra={"provider": provider.name, "session_id": session_id})
+            logger.info(
+                "malformed answer, asking for a repair: %s",
+                first,
+                extra={"provider": provider.name, "session_id": session_id},
+            )
             problem = str(first).removeprefix(f"{provider.name}: ")
             text = raw if isinstance(raw, str) else str(raw)
             repaired = await self._with_retries(
@@ -194,8 +201,9 @@ class LLMService:
             except MalformedLLMOutput as exc:
                 self._count(provider.name, "malformed")
                 detail = str(exc).removeprefix(f"{provider.name}: ")
-                raise MalformedLLMOutput(provider.name, f"malformed answer, repair failed too: {detail}",
-                                         reason="malformed") from exc
+                raise MalformedLLMOutput(
+                    provider.name, f"malformed answer, repair failed too: {detail}", reason="malformed"
+                ) from exc
 
     async def _with_retries(self, provider: LLMProvider, request: LLMRequest, deadline: float) -> str | dict:
         name = provider.name
@@ -207,10 +215,10 @@ class LLMService:
                 raise TransientLLMError(name, f"the {self._deadline:g}s summary deadline passed", reason="deadline")
             budget = min(request.timeout, remaining) if provider.context_chars is not None else request.timeout
             try:
-                async with asyncio.timeout(budget):
+                async with asyncio.timeout(budget + _GRACE_SECONDS):  # the SDK's own timeout should fire first
                     return await provider.complete(replace(request, timeout=budget))
             except TimeoutError:
-                error: TransientLLMError = TransientLLMError(name, f"no answer within {budget:.1f}s", reason="timeout")
+                error: TransientLLMError = TransientLLMError(name, f"timed out after {budget:.1f}s", reason="timeout")
             except TransientLLMError as exc:
                 error = exc
             except (PermanentLLMError, MalformedLLMOutput) as exc:

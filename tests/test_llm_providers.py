@@ -32,7 +32,9 @@ from tests.fakes.provider_server import (
 
 __all__ = ["fake_server"]  # the fixture, re-exported for pytest
 
-REQUEST = LLMRequest(system="You summarise.", prompt="[0.0s] SPEAKER_1: hello", json_schema=RESPONSE_SCHEMA, timeout=5.0)
+REQUEST = LLMRequest(
+    system="You summarise.", prompt="[0.0s] SPEAKER_1: hello", json_schema=RESPONSE_SCHEMA, timeout=5.0
+)
 
 
 def _vllm(url: str) -> Settings:
@@ -238,8 +240,11 @@ async def test_missing_keys_skip_providers_with_one_log_line(caplog: pytest.LogC
 
 async def test_order_follows_settings(fake_server: FakeServer) -> None:
     settings = make_settings(
-        llm_provider_order="gemini,anthropic,offline", anthropic_api_key="a", google_gemini_api_key="g",
-        anthropic_base_url=fake_server.url, google_gemini_base_url=fake_server.url,
+        llm_provider_order="gemini,anthropic,offline",
+        anthropic_api_key="a",
+        google_gemini_api_key="g",
+        anthropic_base_url=fake_server.url,
+        google_gemini_base_url=fake_server.url,
     )
     providers = build_providers(settings)
     assert [p.name for p in providers] == ["gemini", "anthropic", "offline"]
@@ -249,8 +254,13 @@ async def test_order_follows_settings(fake_server: FakeServer) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "expected"),
-    [({"retry-after": "3"}, 3.0), ({"retry-after-ms": "250"}, 0.25), ({}, None), ({"retry-after": "soon"}, None),
-     ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0)],
+    [
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({}, None),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+    ],
 )
 def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
     assert parse_retry_after(headers) == expected

@@ -142,9 +142,7 @@ def test_decision_phrasings(line: str, decision: str) -> None:
 
 async def test_offline_provider_is_fast_on_a_long_meeting() -> None:
     segments, title, _ = load(Path(__file__).parent / "fixtures" / "meetings" / "incident_review.json")
-    long_meeting = [
-        Segment(s.start + 70 * n, s.end + 70 * n, s.text, s.speaker) for n in range(100) for s in segments
-    ]
+    long_meeting = [Segment(s.start + 70 * n, s.end + 70 * n, s.text, s.speaker) for n in range(100) for s in segments]
     request = LLMRequest(system="", prompt="", json_schema={}, segments=tuple(long_meeting), title=title)
     started = time.perf_counter()
     result = await OfflineProvider().complete(request)

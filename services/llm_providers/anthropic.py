@@ -36,11 +36,13 @@ class AnthropicProvider:
                 max_tokens=request.max_output_tokens,
                 system=request.system,
                 messages=[{"role": "user", "content": request.prompt}],
-                tools=[{
-                    "name": TOOL_NAME,
-                    "description": "Record the structured summary of the meeting transcript.",
-                    "input_schema": request.json_schema,
-                }],
+                tools=[
+                    {
+                        "name": TOOL_NAME,
+                        "description": "Record the structured summary of the meeting transcript.",
+                        "input_schema": request.json_schema,
+                    }
+                ],
                 tool_choice={"type": "tool", "name": TOOL_NAME},
                 timeout=request.timeout,
             )

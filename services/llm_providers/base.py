@@ -109,24 +109,29 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
-def status_error(
-    provider: str, status: int, message: str, headers: Mapping[str, str] | None = None
-) -> LLMError:
+def status_error(provider: str, status: int, message: str, headers: Mapping[str, str] | None = None) -> LLMError:
     """Map an HTTP status to the error tree (the caller raises it `from` the SDK error)."""
     detail = _short(message)
     if status == 429:
         return TransientLLMError(
-            provider, f"rate limited (HTTP 429): {detail}", reason="rate_limited",
+            provider,
+            f"rate limited (HTTP 429): {detail}",
+            reason="rate_limited",
             retry_after=parse_retry_after(headers),
         )
     if status == 408 or status >= 500:
         return TransientLLMError(
-            provider, f"server error (HTTP {status}): {detail}", reason="server_error",
+            provider,
+            f"server error (HTTP {status}): {detail}",
+            reason="server_error",
             retry_after=parse_retry_after(headers),
         )
     reason = {400: "bad_request", 401: "auth", 403: "auth", 404: "not_found"}.get(status, "client_error")
-    hint = {401: " - check the API key", 403: " - check the API key's permissions",
-            404: " - check the model name and base URL"}.get(status, "")
+    hint = {
+        401: " - check the API key",
+        403: " - check the API key's permissions",
+        404: " - check the model name and base URL",
+    }.get(status, "")
     return PermanentLLMError(provider, f"HTTP {status}: {detail}{hint}", reason=reason)
 
 

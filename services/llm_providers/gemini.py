@@ -85,4 +85,6 @@ def build_gemini(settings: Settings) -> GeminiProvider | None:
         httpx_async_client=http_client,
     )
     client = genai.Client(api_key=settings.google_gemini_api_key.get_secret_value(), http_options=options)
-    return GeminiProvider(client, http_client, settings.google_gemini_model_id, context_chars=settings.llm_context_chars)
+    return GeminiProvider(
+        client, http_client, settings.google_gemini_model_id, context_chars=settings.llm_context_chars
+    )

@@ -38,9 +38,7 @@ def offline_summary(segments: Sequence[Segment], title: str | None = None) -> di
     found = extract(segments)
     return {
         "summary": _summary_text(segments, found, title),
-        "action_items": [
-            {"text": a.text, "owner": a.owner, "due": a.due, "time": a.time} for a in found.actions
-        ],
+        "action_items": [{"text": a.text, "owner": a.owner, "due": a.due, "time": a.time} for a in found.actions],
         "decisions": found.decisions,
         "key_topics": found.topics,
         "open_questions": found.questions,
@@ -59,8 +57,10 @@ def _summary_text(segments: Sequence[Segment], found: Extraction, title: str | N
     if found.decisions:
         parts.append(f"Decided: {'; '.join(found.decisions[:3])}.")
     if found.actions:
-        parts.append(f"{len(found.actions)} action item{'s' if len(found.actions) != 1 else ''}: "
-                     f"{'; '.join(_action_phrase(a) for a in found.actions[:3])}.")
+        parts.append(
+            f"{len(found.actions)} action item{'s' if len(found.actions) != 1 else ''}: "
+            f"{'; '.join(_action_phrase(a) for a in found.actions[:3])}."
+        )
     if not found.decisions and not found.actions:
         key = _key_sentences(found.sentences, found.topics)
         if key:

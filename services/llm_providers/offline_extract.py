@@ -90,7 +90,9 @@ def extract(segments: Sequence[Segment]) -> Extraction:
 
 
 def _learn_intro_names(result: Extraction) -> None:
-    intro = re.compile(rf"(?:\b(?i:this\s+is|i'm|i\s+am|my\s+name\s+is|it's)\s+(?P<a>{rules.NAME})\b|^(?P<b>{rules.NAME})\s+(?i:here)\b)")
+    intro = re.compile(
+        rf"(?:\b(?i:this\s+is|i'm|i\s+am|my\s+name\s+is|it's)\s+(?P<a>{rules.NAME})\b|^(?P<b>{rules.NAME})\s+(?i:here)\b)"
+    )
     for sentence in result.sentences:
         match = intro.search(_strip_leading(sentence.text))
         name = match and (match.group("a") or match.group("b"))
@@ -139,8 +141,12 @@ class _ActionReader:
         return None
 
     def _named(self, index: int, sentence: Sentence, text: str) -> ActionItem | None:
-        for pattern, search in ((rules.ADDRESSED, False), (rules.ADDRESSED_END, False), (rules.NAMED_TO, False),
-                                (rules.NAMED_WILL, True)):
+        for pattern, search in (
+            (rules.ADDRESSED, False),
+            (rules.ADDRESSED_END, False),
+            (rules.NAMED_TO, False),
+            (rules.NAMED_WILL, True),
+        ):
             match = pattern.search(text) if search else pattern.match(text)
             if match and match.group("name") not in rules.NOT_NAMES:
                 name = match.group("name")
@@ -167,7 +173,7 @@ class _ActionReader:
             return None
         due_match = rules.DUE.search(rest)
         due = _clean_due(due_match.group("due")) if due_match else None
-        text = (rest[: due_match.start()] + rest[due_match.end():]) if due_match else rest
+        text = (rest[: due_match.start()] + rest[due_match.end() :]) if due_match else rest
         text = _tidy(rules.TRAILING.sub("", _tidy(text)))
         if _is_vague(text):
             if not resolve or self.last is None or index - self.last[0] > 3:
@@ -187,7 +193,9 @@ def _decisions(sentences: list[Sentence]) -> list[str]:
             continue
         marker = " ".join(match.group("marker").lower().split())
         rest = _tidy(rules.TRAILING.sub("", match.group("rest").strip().rstrip(".!")))
-        if marker.endswith(("agreed", "agreed,", "agreed:", "decided")) and (prefix := rules.DECISION_PREFIX.match(rest)):
+        if marker.endswith(("agreed", "agreed,", "agreed:", "decided")) and (
+            prefix := rules.DECISION_PREFIX.match(rest)
+        ):
             rest = prefix.group("what")
         rest = re.sub(r"^(?:that|to|on|we(?:'ll|\s+will))\s+", "", rest, flags=re.IGNORECASE)
         if marker in rules.DECISION_VERB:
@@ -207,7 +215,9 @@ def _questions(sentences: list[Sentence]) -> list[str]:
         if not (asked or rules.OPEN_MARKER.search(text)):
             continue
         following = sentences[index + 1 : index + 6]
-        if asked and any(rules.DECISION.search(s.text) and _content_words(s.text) & _content_words(text) for s in following):
+        if asked and any(
+            rules.DECISION.search(s.text) and _content_words(s.text) & _content_words(text) for s in following
+        ):
             continue  # answered by a decision right after
         if len(text.split()) >= 4:
             found.append(text)
@@ -223,7 +233,7 @@ def topics(sentences: list[Sentence], limit: int = 5) -> list[str]:
         tokens = [w.strip("'-") for w in _WORD.findall(sentence.text.lower())]
         content = [w if w not in rules.STOPWORDS and len(w) > 2 else "" for w in tokens]
         words.update(w for w in content if w)
-        bigrams.update(f"{a} {b}" for a, b in zip(content, content[1:]) if a and b)
+        bigrams.update(f"{a} {b}" for a, b in zip(content, content[1:], strict=False) if a and b)
     chosen = _dedupe([c for c in cued if len(c.split()) <= 4])
     for phrase, count in bigrams.most_common():
         if count >= 2 and not any(phrase in c or c in phrase for c in chosen):
@@ -261,8 +271,10 @@ def _content_words(text: str) -> set[str]:
 
 def _is_vague(text: str) -> bool:
     words = [w.strip(".,!?").lower() for w in text.split()]
-    return not words or (len(words) <= 3 and all(w in rules.VAGUE_WORDS for w in words)) or (
-        len(words) <= 3 and any(w in rules.PRONOUNS for w in words) and len(_content_words(text)) <= 1
+    return (
+        not words
+        or (len(words) <= 3 and all(w in rules.VAGUE_WORDS for w in words))
+        or (len(words) <= 3 and any(w in rules.PRONOUNS for w in words) and len(_content_words(text)) <= 1)
     )
 
 

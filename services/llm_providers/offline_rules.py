@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import re
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 NAME = r"[A-Z][a-z]{1,15}"
-NOT_NAMES = frozenset(
+NOT_NAMES = _words(
     """I It It's That This These Those We They There He She You Then So And But Also Okay Ok Right
     Yeah Yes Yep No Sure Well Great Thanks Thank Everyone Someone Somebody Anyone Nobody Everything
     Nothing Something Team Let Let's What Who When Where How Why Which Please Maybe Perhaps Just Now
     Here If Once Next First Today Tomorrow Tonight Sounds Makes Good Cool Perfect Hi Hey Hello Not
     Our My Your Their All Both Each Every Any Some Most The A An Actually Honestly Anyway Agreed
     Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April May June
-    July August September October November December""".split()
+    July August September October November December"""
 )
 
 FILLERS = re.compile(r"\b(?:u+m+|u+h+|e+r+m?|h+m+|mm+|uh-huh)\b[,.]?\s*", re.IGNORECASE)
@@ -32,7 +37,10 @@ AFFIRMATIVE = re.compile(
 )
 
 _WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
-_MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
 _DUE_CORE = (
     rf"(?:(?:the\s+)?end\s+of\s+(?:the\s+)?(?:day|week|month|quarter|sprint|year)(?:\s+(?:on\s+)?(?:{_WEEKDAY}|tomorrow|today))?"
     rf"|eod|eow|cob|(?:first\s+thing\s+)?tomorrow(?:\s+(?:morning|afternoon|evening))?|tonight|later\s+today|today"
@@ -52,7 +60,9 @@ ADDRESSED = re.compile(
 ADDRESSED_END = re.compile(
     rf"^(?i:(?:can|could|would|will)\s+you(?:\s+please)?(?:\s+also)?|please)\s+(?P<rest>.+?),\s*(?P<name>{NAME})\W*$"
 )
-REQUEST = re.compile(r"^(?i:(?:can|could|would|will)\s+you(?:\s+please)?(?:\s+also)?|please(?:\s+also)?)\s+(?P<rest>.+)$")
+REQUEST = re.compile(
+    r"^(?i:(?:can|could|would|will)\s+you(?:\s+please)?(?:\s+also)?|please(?:\s+also)?)\s+(?P<rest>.+)$"
+)
 WHO = re.compile(
     r"^(?i:who(?:'s|\s+is)?\s+(?:can|could|will|wants\s+to|would\s+like\s+to|is\s+going\s+to|going\s+to)|"
     r"(?:can|could)\s+(?:someone|somebody|anyone)|does\s+anyone\s+want\s+to|would\s+anyone)\s+(?P<rest>.+)$"
@@ -74,9 +84,12 @@ NON_ACTION = re.compile(
     r"wait|live|start|get\s+started|talk\s+soon|probably|not|never|share\s+(?:my\s+)?screen|have\s+to\s+see|"
     r"go\s+through|move\s+on|keep\s+(?:it|this)\s+short|hand\s+(?:it\s+)?over)\b"
 )
-VAGUE_WORDS = frozenset("do take handle own grab cover get it that this them one those done on over up too then now".split())
-PRONOUNS = frozenset("it that this them those".split())
-TRAILING = re.compile(r"(?:,?\s+(?:so\s+that|so|because|since|which|if\s+that's\s+ok(?:ay)?)\s+.*|\s+(?:then|now|too|as\s+well))$", re.IGNORECASE)
+VAGUE_WORDS = _words("do take handle own grab cover get it that this them one those done on over up too then now")
+PRONOUNS = _words("it that this them those")
+TRAILING = re.compile(
+    r"(?:,?\s+(?:so\s+that|so|because|since|which|if\s+that's\s+ok(?:ay)?)\s+.*|\s+(?:then|now|too|as\s+well))$",
+    re.IGNORECASE,
+)
 
 DECISION = re.compile(
     r"(?:^|\b)(?P<marker>(?i:we(?:'ve|\s+have)?\s+(?:all\s+)?agreed|agreed[,:]|we(?:'ve|\s+have)?\s+decided|"
@@ -90,8 +103,14 @@ DECISION_PREFIX = re.compile(
     r"(?:to|that)\s+(?P<what>.+)$",
     re.IGNORECASE,
 )
-DECISION_VERB = {"let's go with": "Go with", "let's stick with": "Stick with", "let's keep": "Keep",
-                 "let's use": "Use", "let's switch to": "Switch to", "let's move to": "Move to"}
+DECISION_VERB = {
+    "let's go with": "Go with",
+    "let's stick with": "Stick with",
+    "let's keep": "Keep",
+    "let's use": "Use",
+    "let's switch to": "Switch to",
+    "let's move to": "Move to",
+}
 
 OPEN_MARKER = re.compile(
     r"(?i)\b(?:open\s+question|still\s+(?:unclear|open|unknown|undecided)|not\s+sure\s+(?:if|whether|who|how|when|what|anyone)|"
@@ -106,7 +125,7 @@ TOPIC_CUE = re.compile(
     r"what\s+about|^next,|^on\s+the)\s+(?:the\s+)?(?P<topic>[a-z][\w\- ]{2,40}?)(?=[.,?!]|$)"
 )
 
-STOPWORDS = frozenset(
+STOPWORDS = _words(
     """a about above after again against all also am an and any are aren't as at be because been before being
     below between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during
     each few for from further had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers
@@ -123,5 +142,5 @@ STOPWORDS = frozenset(
     monday tuesday wednesday thursday friday saturday sunday morning afternoon evening sounds cool perfect hi
     hey guys folks talk soon call meeting start started joining already though even every mean means point
     anyway honestly agreed decided plan keep see look put used use way able around else per via add send
-    fix check update set doing work working needs sure""".split()
+    fix check update set doing work working needs sure"""
 )

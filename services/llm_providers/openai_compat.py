@@ -27,9 +27,7 @@ _CHAT_PATH = "/chat/completions"
 class OpenAICompatProvider:
     """Chat completions with a JSON-schema `response_format` on any OpenAI-compatible server."""
 
-    def __init__(
-        self, name: str, client: openai.AsyncOpenAI, model: str, *, context_chars: int | None = None
-    ) -> None:
+    def __init__(self, name: str, client: openai.AsyncOpenAI, model: str, *, context_chars: int | None = None) -> None:
         self.name = name
         self.context_chars = context_chars
         self._client = client
@@ -128,7 +126,9 @@ def build_openai(settings: Settings) -> OpenAICompatProvider | None:
 def build_azure(settings: Settings) -> OpenAICompatProvider | None:
     """Azure needs a key, an endpoint and a deployment; the deployment is also the model name."""
     key, endpoint, deployment = (
-        settings.azure_openai_api_key, settings.azure_openai_endpoint, settings.azure_openai_deployment
+        settings.azure_openai_api_key,
+        settings.azure_openai_endpoint,
+        settings.azure_openai_deployment,
     )
     if key is None or not endpoint or not deployment:
         return None

@@ -136,8 +136,9 @@ def parse_response(provider: str, raw: str | dict[str, Any]) -> LLMResponseModel
         return LLMResponseModel.model_validate(raw)
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in err["loc"]) or "root" for err in exc.errors()})
-        raise MalformedLLMOutput(provider, f"answer is missing or has invalid fields: {', '.join(fields[:6])}",
-                                 reason="malformed") from exc
+        raise MalformedLLMOutput(
+            provider, f"answer is missing or has invalid fields: {', '.join(fields[:6])}", reason="malformed"
+        ) from exc
 
 
 def _decode(provider: str, text: str) -> Any:

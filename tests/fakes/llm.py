@@ -8,10 +8,19 @@ from typing import Any
 from services.settings import Settings
 
 _NO_KEYS: dict[str, Any] = {
-    "vllm_api_key": None, "xai_api_key": None, "openai_api_key": None, "openai_base_url": None,
-    "azure_openai_api_key": None, "azure_openai_endpoint": None, "azure_openai_deployment": None,
-    "anthropic_api_key": None, "anthropic_base_url": None, "google_gemini_api_key": None,
-    "google_gemini_base_url": None, "meeting_slack_webhook_url": None, "meeting_log_path": None,
+    "vllm_api_key": None,
+    "xai_api_key": None,
+    "openai_api_key": None,
+    "openai_base_url": None,
+    "azure_openai_api_key": None,
+    "azure_openai_endpoint": None,
+    "azure_openai_deployment": None,
+    "anthropic_api_key": None,
+    "anthropic_base_url": None,
+    "google_gemini_api_key": None,
+    "google_gemini_base_url": None,
+    "meeting_slack_webhook_url": None,
+    "meeting_log_path": None,
     "tts_enabled": False,
 }
 

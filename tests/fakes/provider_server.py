@@ -123,9 +123,7 @@ def _handler_for(server: FakeServer) -> type[BaseHTTPRequestHandler]:
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            request = RecordedRequest(
-                self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
-            )
+            request = RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             reply = server._next_reply(request)
             if reply.delay:
                 server._wait(reply.delay)
@@ -200,9 +198,7 @@ def anthropic_text(text: str) -> dict[str, Any]:
 def gemini_content(text: str) -> dict[str, Any]:
     """A Gemini generateContent body whose first candidate's text is `text`."""
     return {
-        "candidates": [
-            {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
-        ],
+        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
         "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 10, "totalTokenCount": 20},
         "modelVersion": "gemini-test",
     }
