@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
+from threadpoolctl import threadpool_limits
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -76,6 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.audio_encryption_key is None:
             logger.warning("AUDIO_ENCRYPTION_KEY is not set: session audio is held in memory unencrypted.")
+        if settings.asr_cpu_threads:
+            # BLAS/OpenMP pools default to one thread per core in every library; with our own
+            # executor providing the parallelism, extra spinning threads only burn CPU.
+            threadpool_limits(limits=settings.asr_cpu_threads)
         recognizer = await asyncio.to_thread(load_recognizer, settings, metrics)
         orchestrator = Orchestrator(
             workers=settings.inference_workers, batch_size=settings.inference_batch_size, metrics=metrics

@@ -219,9 +219,10 @@ class RecordingSession:
             return self._rate_limited()
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
-        self._buffer.append(self._to_16k(data))
+        limit = int(self._limits.max_session_seconds * SAMPLE_RATE)
+        self._buffer.append(self._to_16k(data)[: limit - self._buffer.samples])
         self._audio_arrived.set()
-        if self._buffer.samples >= self._limits.max_session_seconds * SAMPLE_RATE:
+        if self._buffer.samples >= limit:
             self._outbox.put(status_message(
                 "recording", self.id,
                 f"The maximum session length ({self._limits.max_session_seconds:.0f} s) was reached: finishing the recording.",
@@ -339,8 +340,8 @@ class RecordingSession:
             )
             final["metrics"]["stop_to_final_seconds"] = round(time.perf_counter() - stopped_at, 3)
             self._metrics.end_to_end_latency.observe(time.perf_counter() - stopped_at)
-            self._outbox.put(final)
-            self._outbox.put(status_message("done", self.id, "Done."))
+            self._outbox.put(status_message("done", self.id, "Done: the transcript and summary follow."))
+            self._outbox.put(final)  # the terminal message
         finally:
             self._buffer.clear()
             self.state = SessionState.DONE

@@ -82,7 +82,9 @@ def test_shutdown_with_a_live_session_closes_1012_and_keeps_the_audit_line(tmp_p
 
         assert asyncio.run(record_then_get_cut_off()) == 1012
         output, _ = process.communicate(timeout=120)
-        assert process.returncode == 0, output
+        # uvicorn re-raises the captured SIGTERM once its graceful shutdown is complete
+        assert process.returncode in (0, -signal.SIGTERM), output
+        assert "Application shutdown complete" in output
     finally:
         if process.poll() is None:
             process.kill()
