@@ -1,0 +1,133 @@
+"""Diarisation accuracy and speed of the embedded (offline CPU) backend. A script, not a test.
+
+    .venv/bin/python bench/diarization_bench.py [--data /work/shared/data/ami]
+
+Prints DER (pyannote.metrics; bench-only dependency `pyannote.metrics`) with a ±0.25 s
+forgiveness collar (NIST convention; pyannote's `collar=0.5` is the total width) and with none,
+overlapped speech scored, on the AMI dev excerpts (reference RTTM beside them) and on scripted
+espeak-ng conversations with 2, 3 and 4 voices (the test fixtures plus a 4-voice one rendered
+here with tests/fixtures/make_speech.py), and the seconds of diarisation per second of audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from pyannote.core import Annotation
+from pyannote.core import Segment as Span
+from pyannote.metrics.diarization import DiarizationErrorRate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.diarization_backends.embedded import EmbeddedBackend  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures"
+FOUR_VOICES = [
+    ("alice", "Let's start with the budget for the spring campaign."),
+    ("bob", "Finance approved forty thousand euros last week."),
+    ("carol", "Then I can book the video production in April."),
+    ("dave", "I will prepare the landing page before the launch."),
+    ("bob", "Please send me the invoices by the end of the month."),
+    ("alice", "Good. Carol owns the video, Dave owns the page."),
+    ("dave", "Agreed, we meet again on Tuesday."),
+]
+PUBLISHED = [
+    ("pyannote/speaker-diarization-3.1, AMI headset mix (only_words), no collar", 18.8),
+    ("pyannote/speaker-diarization-3.1, AMI array1 SDM (only_words), no collar", 22.4),
+]
+
+
+def read_wav(path: Path) -> np.ndarray:
+    audio, rate = soundfile.read(str(path), dtype="float32", always_2d=False)
+    assert rate == 16_000 and audio.ndim == 1, f"{path}: expected 16 kHz mono"
+    return audio
+
+
+def rttm_reference(path: Path, uri: str) -> Annotation:
+    reference = Annotation(uri=uri)
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 7 and parts[1] == uri:
+            start, duration = float(parts[3]), float(parts[4])
+            reference[Span(start, start + duration)] = parts[7]
+    return reference
+
+
+def json_reference(path: Path) -> Annotation:
+    reference = Annotation()
+    for turn in json.loads(path.read_text())["turns"]:
+        reference[Span(turn["start"], turn["end"])] = turn["speaker"]
+    return reference
+
+
+def render_four_voices(folder: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("make_speech", FIXTURES / "make_speech.py")
+    assert spec is not None and spec.loader is not None
+    make_speech = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_speech)
+    make_speech.HERE = folder
+    make_speech.build("meeting_four_voices", FOUR_VOICES)
+    return folder / "meeting_four_voices.wav"
+
+
+def evaluate(backend: EmbeddedBackend, audio: np.ndarray, reference: Annotation) -> dict[str, float]:
+    started = time.perf_counter()
+    turns = backend.diarize(audio)
+    elapsed = time.perf_counter() - started
+    hypothesis = Annotation(uri=reference.uri)
+    for turn in turns:
+        hypothesis[Span(turn.start, turn.end)] = turn.speaker
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "uem approximated by the union of extents": expected
+        collared = DiarizationErrorRate(collar=0.5)(reference, hypothesis)
+        plain = DiarizationErrorRate(collar=0.0)(reference, hypothesis)
+    return {
+        "der_collar": 100 * collared,
+        "der_none": 100 * plain,
+        "speakers": len(hypothesis.labels()),
+        "true_speakers": len(reference.labels()),
+        "rtf": elapsed / (len(audio) / 16_000),
+        "seconds": len(audio) / 16_000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/ami"))
+    args = parser.parse_args()
+    backend = EmbeddedBackend.build()
+    backend.diarize(read_wav(FIXTURES / "one_voice.wav"))  # warm-up
+    items: list[tuple[str, np.ndarray, Annotation]] = []
+    for uri in ("dev00", "dev01"):
+        wav = args.data / f"ami_{uri}.wav"
+        if wav.exists():
+            items.append((f"AMI {uri}", read_wav(wav), rttm_reference(args.data / "dev.rttm", uri)))
+    for name in ("one_voice", "meeting_two_voices", "meeting_three_voices"):
+        items.append((f"espeak {name}", read_wav(FIXTURES / f"{name}.wav"), json_reference(FIXTURES / f"{name}.json")))
+    with tempfile.TemporaryDirectory() as folder:
+        four = render_four_voices(Path(folder))
+        items.append(("espeak meeting_four_voices", read_wav(four), json_reference(four.with_suffix(".json"))))
+    print(f"{'recording':32} {'sec':>5} {'DER±0.25s':>9} {'DER none':>8} {'spk/ref':>7} {'s per s':>8}")
+    for name, audio, reference in items:
+        r = evaluate(backend, audio, reference)
+        print(
+            f"{name:32} {r['seconds']:5.1f} {r['der_collar']:8.1f}% {r['der_none']:7.1f}% "
+            f"{r['speakers']:>3}/{r['true_speakers']:<3} {r['rtf']:8.3f}"
+        )
+    print("\nPublished pyannote figures (full test sets, for orientation only, GPU):")
+    for label, der in PUBLISHED:
+        print(f"  {label}: DER {der:.1f}%")
+
+
+if __name__ == "__main__":
+    main()
