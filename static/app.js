@@ -3,7 +3,19 @@
 // Page states: idle -> starting -> recording -> finishing -> done (or failed);
 // from done/failed/idle, Record starts a new recording.
 
-import { clock, fileStem, speakerName, toJSON, toMarkdown, toPlainText, toSRT, toVTT, upsertSegment } from "./format.js";
+import {
+  clock,
+  displayNames,
+  fileStem,
+  relabelSummary,
+  speakerName,
+  toJSON,
+  toMarkdown,
+  toPlainText,
+  toSRT,
+  toVTT,
+  upsertSegment,
+} from "./format.js";
 import { MicrophoneError, Recorder } from "./recorder.js";
 import { MeetingSession } from "./session.js";
 import { renderSummary } from "./summary-view.js";
@@ -46,7 +58,8 @@ let recorder = null;
 let segments = [];
 let result = null; // {final, resumedAt}
 let recordedAt = null;
-let names = {};
+let custom = {}; // speaker names the person typed
+let names = {}; // raw label -> name shown
 let ticker = null;
 let quietSince = 0;
 let wakeLock = null;
@@ -108,9 +121,9 @@ function updateTitle() {
 async function startRecording() {
   segments = [];
   result = null;
+  custom = {};
   names = {};
   view.clear();
-  view.setNames(names);
   ui.summary.replaceChildren();
   ui.placeholder.hidden = false;
   ui.wav.hidden = true;
@@ -220,28 +233,22 @@ function listen(s) {
   s.addEventListener("segment", ({ detail }) => {
     if (s !== session || result) return;
     segments = upsertSegment(segments, detail);
-    view.render(segments);
+    show();
     setExportsEnabled(true);
   });
   s.addEventListener("retract", ({ detail }) => {
     if (s !== session) return;
     segments = segments.filter((seg) => seg.committed || seg.epoch !== detail.epoch);
-    view.render(segments);
+    show();
   });
   s.addEventListener("final", ({ detail }) => {
     if (s !== session) return;
     result = detail;
     segments = detail.segments;
+    names = displayNames(segments, custom);
+    view.setNames(names);
     view.replaceAll(segments);
-    renderSummary(ui.summary, {
-      summary: detail.final.summary,
-      provider: detail.final.provider,
-      errors: detail.final.errors,
-      resumedAt: detail.resumedAt,
-      nameOf,
-      onTime: (t) => view.reveal(t),
-    });
-    ui.placeholder.hidden = true;
+    showSummary();
     setExportsEnabled(segments.length > 0 || !!detail.final.summary);
     markStage("done");
     setState("done");
@@ -274,17 +281,33 @@ function listen(s) {
 
 // ---- speakers ----------------------------------------------------------------
 
+function show() {
+  names = displayNames(segments, custom);
+  view.setNames(names);
+  view.render(segments);
+}
+
+function showSummary() {
+  if (!result) return;
+  renderSummary(ui.summary, {
+    summary: relabelSummary(result.final.summary, names),
+    provider: result.final.provider,
+    errors: result.final.errors,
+    resumedAt: result.resumedAt,
+    nameOf,
+    onTime: (t) => view.reveal(t),
+  });
+  ui.placeholder.hidden = true;
+}
+
 function renameSpeaker(raw) {
   const current = nameOf(raw);
-  const next = window.prompt(`Name for “${current}”`, current);
+  const next = window.prompt(`Name for “${current}” (used in the transcript, summary and exports)`, current);
   if (next == null) return;
-  const clean = next.trim();
-  if (clean && clean !== speakerName(raw)) names = { ...names, [raw]: clean };
-  else {
-    names = { ...names };
-    delete names[raw];
-  }
+  custom = { ...custom, [raw]: next.trim() };
+  names = displayNames(segments, custom);
   view.setNames(names);
+  showSummary();
 }
 
 // ---- exports ----------------------------------------------------------------
@@ -299,7 +322,7 @@ function doc() {
     recordedAt: recordedAt || new Date(),
     duration: session ? session.audio.seconds : 0,
     segments: segments.filter((s) => s.committed || !result),
-    summary: result ? result.final.summary : null,
+    summary: result ? relabelSummary(result.final.summary, names) : null,
     names,
     sessionId: result ? result.final.session_id : null,
     provider: result ? result.final.provider : null,

@@ -39,11 +39,53 @@ export function groupTurns(segments) {
   return turns;
 }
 
-/** "SPEAKER_00" / "spk_1" / "S0" become "Speaker 1"; other names are kept. */
+const GENERIC_LABEL = /^(?:speaker|spk|s)[ _-]?(\d+)$/i;
+
+/** A label on its own: "SPEAKER_01" -> "Speaker 01" (numbering as the server gave it). */
 export function speakerName(raw) {
   if (raw == null || raw === "") return "";
-  const m = /^(?:speaker|spk|s)[ _-]?(\d+)$/i.exec(String(raw).trim());
-  return m ? `Speaker ${Number(m[1]) + 1}` : String(raw);
+  const m = GENERIC_LABEL.exec(String(raw).trim());
+  return m ? `Speaker ${m[1]}` : String(raw);
+}
+
+/**
+ * Display names for every speaker label in `segments`: a name the person chose
+ * (`custom`), a real name the server gave, or "Speaker N" numbered in order of
+ * first appearance (servers number from 0 or 1, and relabel at the end).
+ */
+export function displayNames(segments, custom = {}) {
+  const names = {};
+  let n = 0;
+  for (const seg of [...segments].sort((a, b) => a.start - b.start)) {
+    const raw = seg.speaker;
+    if (raw == null || raw in names) continue;
+    names[raw] = GENERIC_LABEL.test(String(raw).trim()) ? `Speaker ${++n}` : String(raw);
+  }
+  for (const [raw, name] of Object.entries(custom)) if (name) names[raw] = name;
+  return names;
+}
+
+/** Replace raw speaker labels ("SPEAKER_1") inside free text by display names. */
+export function relabel(text, names) {
+  if (!text) return text;
+  const raws = Object.keys(names).filter((r) => r && names[r] !== r).sort((a, b) => b.length - a.length);
+  if (!raws.length) return text;
+  const esc = raws.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  return String(text).replace(new RegExp(`\\b(${esc.join("|")})\\b`, "g"), (m) => names[m]);
+}
+
+/** The summary with speaker labels in its text replaced by display names. */
+export function relabelSummary(summary, names) {
+  if (!summary) return summary;
+  const r = (t) => (typeof t === "string" ? relabel(t, names) : t);
+  return {
+    ...summary,
+    summary: r(summary.summary),
+    action_items: (summary.action_items || []).map((a) => ({ ...a, text: r(a.text), owner: r(a.owner) })),
+    decisions: (summary.decisions || []).map(r),
+    topics: (summary.topics || []).map(r),
+    open_questions: (summary.open_questions || []).map(r),
+  };
 }
 
 /** 75.4 -> "01:15"; 3725 -> "1:02:05". */

@@ -1,0 +1,276 @@
+"""The recording page in a real browser: Debian's Chromium driven by Playwright.
+
+A fake microphone plays tests/fixtures/meeting_two_voices.wav (Chromium loops the file) into
+the page served by the real app (`live_server`). Screenshots go to test-output/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Response, WebSocketRoute, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDING = ROOT / "tests" / "fixtures" / "meeting_two_voices.wav"
+OUT = ROOT / "test-output"
+CHROMIUM = "/usr/bin/chromium"
+BASE_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+FAKE_MIC = ["--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={RECORDING}"]
+ALLOW_MIC = "--use-fake-ui-for-media-stream"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+def launch(pw: Playwright, *args: str) -> Browser:
+    return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*BASE_ARGS, *args])
+
+
+@pytest.fixture(scope="module")
+def browser(pw: Playwright) -> Iterator[Browser]:
+    """Chromium with a granted fake microphone playing the two-voice meeting."""
+    b = launch(pw, *FAKE_MIC, ALLOW_MIC)
+    yield b
+    b.close()
+
+
+class Watch:
+    """Collects console errors, page errors and failed requests of one page."""
+
+    def __init__(self, page: Page) -> None:
+        self.problems: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        page.on("requestfailed", self._failed)
+        page.on("response", self._response)
+
+    def _console(self, msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            self.problems.append(f"console error: {msg.text}")
+
+    def _failed(self, request: Request) -> None:
+        # A download's blob: URL is "aborted" once saved; that is not a failed request.
+        if not request.url.startswith("blob:"):
+            self.problems.append(f"request failed: {request.url} {request.failure}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
+
+
+def transcript_text(page: Page) -> str:
+    return page.locator("#transcript").inner_text()
+
+
+def wait_for_words(page: Page, *words: str, timeout: float) -> float:
+    """Wait until the live transcript holds all `words` (case-insensitive); return the wait."""
+    began = time.monotonic()
+    page.wait_for_function(
+        "words => { const t = document.querySelector('#transcript').textContent.toLowerCase();"
+        " return words.every(w => t.includes(w)); }",
+        arg=[w.lower() for w in words],
+        timeout=timeout * 1000,
+    )
+    return time.monotonic() - began
+
+
+def stop_twice(page: Page) -> None:
+    """Press Stop, and at once again: the second press must be harmless."""
+    page.evaluate("() => { const b = document.querySelector('#record'); b.click(); b.click(); }")
+
+
+def test_record_shows_live_words_then_the_summary(browser: Browser, live_server: str) -> None:
+    OUT.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="light")
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(live_server + "/")
+    for selector in ("button#record", "#transcript", "#status", "#summary"):
+        expect(page.locator(selector)).to_have_count(1)
+
+    page.click("#record")
+    expect(page.locator("#record")).to_have_attribute("aria-pressed", "true", timeout=10_000)
+    first = wait_for_words(page, "launch", timeout=15)
+    assert first < 15, f"first live words took {first:.1f} s"
+    # Keep recording while the rest of the meeting plays: words arrive before stop.
+    wait_for_words(page, "website", "budget", "friday", timeout=45)
+    expect(page.locator("#transcript .turn").first).to_be_visible()
+    assert page.locator("#clock").inner_text() != "00:00"
+    page.screenshot(path=str(OUT / "page_live_light.png"))
+
+    stop_twice(page)
+    expect(page.locator("#summary")).not_to_be_empty(timeout=120_000)
+    expect(page.locator("#status")).to_contain_text("Done")
+    expect(page.locator("#record")).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#summary")).to_contain_text("Summary")
+    expect(page.locator("#summary")).to_contain_text("Action items")
+    expect(page.locator("#summary")).to_contain_text("Decisions")
+    final = transcript_text(page).lower()
+    assert "budget" in final and "friday" in final, final
+    assert page.locator("#transcript .seg.tentative").count() == 0
+    assert page.locator("#transcript button.speaker").count() >= 1, "speaker labels shown"
+    page.screenshot(path=str(OUT / "page_final_light.png"), full_page=True)
+
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(OUT / "page_final_dark_phone.png"), full_page=True)
+    assert watch.problems == []
+    context.close()
+
+
+def test_export_buttons_download_the_transcript(browser: Browser, live_server: str) -> None:
+    context = browser.new_context(accept_downloads=True)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(live_server + "/")
+    expect(page.locator("#download-srt")).to_be_disabled()
+    page.fill("#title", "Launch sync")
+    page.click("#record")
+    wait_for_words(page, "website", timeout=20)
+    page.click("#record")
+    expect(page.locator("#summary")).not_to_be_empty(timeout=120_000)
+    words = re.findall(r"[a-z]{5,}", transcript_text(page).lower())
+    assert words
+
+    files: dict[str, str] = {}
+    for button, ext in [("#download-md", "md"), ("#download-json", "json"), ("#download-srt", "srt"), ("#download-vtt", "vtt")]:
+        with page.expect_download() as info:
+            page.click(button)
+        download = info.value
+        assert download.suggested_filename.startswith("launch-sync-") and download.suggested_filename.endswith(f".{ext}")
+        files[ext] = Path(download.path()).read_text(encoding="utf-8")
+        for word in words:
+            assert word in files[ext].lower(), f"{word!r} missing from the {ext} export"
+
+    assert files["md"].startswith("# Launch sync")
+    assert "## Summary" in files["md"] and "## Transcript" in files["md"]
+    doc: dict[str, Any] = json.loads(files["json"])
+    assert doc["title"] == "Launch sync" and doc["segments"] and doc["summary"]["summary"]
+    assert re.search(r"^1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n", files["srt"], re.M)
+    assert files["vtt"].startswith("WEBVTT\n")
+    assert re.search(r"\d\d:\d\d:\d\d\.\d{3} --> \d\d:\d\d:\d\d\.\d{3}", files["vtt"])
+
+    page.click("#copy")
+    expect(page.locator("#toast")).to_contain_text("copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert words[0] in copied.lower()
+    assert watch.problems == []
+    context.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param([*FAKE_MIC], "Microphone access is blocked", id="denied"),
+        pytest.param([ALLOW_MIC], "No microphone was found", id="missing"),
+    ],
+)
+def test_microphone_problem_is_explained(pw: Playwright, live_server: str, args: list[str], message: str) -> None:
+    # Without --use-fake-ui-for-media-stream, headless Chromium denies the permission prompt;
+    # without the fake device there is no microphone at all.
+    b = launch(pw, *args)
+    page = b.new_page()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(live_server + "/")
+    page.click("#record")
+    expect(page.locator("#status")).to_contain_text(message, timeout=10_000)
+    expect(page.locator("#notice")).to_be_visible()
+    expect(page.locator("#notice")).to_contain_text(message)
+    expect(page.locator("#record")).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#record")).to_contain_text("Record")
+    assert sockets == [], "no session is opened without a microphone"
+    b.close()
+
+
+def test_dropped_connection_reconnects_and_resends(browser: Browser, live_server: str) -> None:
+    """The server side of the first socket goes away mid-meeting; the page carries on."""
+    context = browser.new_context()
+    page = context.new_page()
+    connections: list[WebSocketRoute] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        connections.append(ws)
+        server = ws.connect_to_server()
+        first = len(connections) == 1
+
+        def to_page(message: str | bytes) -> None:
+            ws.send(message)
+            if first and isinstance(message, str) and '"committed": true' in message.replace('":true', '": true'):
+                ws.close(code=1012, reason="restarting")
+                server.close()
+
+        server.on_message(to_page)
+
+    page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
+    page.goto(live_server + "/")
+    page.click("#record")
+    expect(page.locator("#notice")).to_contain_text("reconnecting", timeout=30_000)
+    kept = transcript_text(page)
+    assert kept.strip(), "committed text stays on screen"
+    expect(page.locator("#notice")).to_contain_text("Reconnected", timeout=15_000)
+    assert len(connections) == 2
+    wait_for_words(page, "budget", timeout=45)
+    page.click("#record")
+    expect(page.locator("#summary")).not_to_be_empty(timeout=120_000)
+    expect(page.locator("#summary")).to_contain_text("connection dropped")
+    final = transcript_text(page)
+    assert kept.split()[0] in final and "budget" in final.lower()
+    context.close()
+
+
+def test_format_module(browser: Browser, live_server: str) -> None:
+    """static/format.js, imported by the browser itself: merge and the subtitle builders."""
+    page = browser.new_page()
+    page.goto(live_server + "/")
+    out = page.evaluate(
+        """async () => {
+          const f = await import('/static/format.js');
+          let segs = [];
+          segs = f.upsertSegment(segs, {key: '0:1', start: 3.5, end: 5, text: 'second', speaker: null, committed: false});
+          segs = f.upsertSegment(segs, {key: '0:0', start: 0.25, end: 3.25, text: 'Hello <team>', speaker: 'SPEAKER_07', committed: true});
+          segs = f.upsertSegment(segs, {key: '0:1', start: 3.5, end: 61.002, text: 'Second part', speaker: 'SPEAKER_02', committed: true});
+          const names = f.displayNames(segs, {});
+          return {
+            order: segs.map(s => s.text), names,
+            srt: f.toSRT(segs, names), vtt: f.toVTT(segs, names),
+            md: f.toMarkdown({title: 'T', segments: segs, names, summary: {summary: 'S', action_items: [{text: 'Do it', owner: 'SPEAKER_02', due: 'Friday'}], decisions: ['D']}}),
+            relabelled: f.relabelSummary({summary: 'SPEAKER_02 agreed', action_items: [{text: 'x', owner: 'SPEAKER_02'}], decisions: []}, names),
+            clock: [f.clock(75.4), f.clock(3725)],
+          };
+        }"""
+    )
+    assert out["order"] == ["Hello <team>", "Second part"]
+    assert out["names"] == {"SPEAKER_07": "Speaker 1", "SPEAKER_02": "Speaker 2"}
+    assert out["srt"] == (
+        "1\n00:00:00,250 --> 00:00:03,250\nSpeaker 1: Hello <team>\n\n"
+        "2\n00:00:03,500 --> 00:01:01,002\nSpeaker 2: Second part\n"
+    )
+    assert out["vtt"] == (
+        "WEBVTT\n\n1\n00:00:00.250 --> 00:00:03.250\n<v Speaker 1>Hello &lt;team&gt;\n\n"
+        "2\n00:00:03.500 --> 00:01:01.002\n<v Speaker 2>Second part\n"
+    )
+    assert "- [ ] Do it (**Speaker 2**, due Friday)" in out["md"]
+    assert "**Speaker 1** [00:00]\n\nHello <team>" in out["md"]
+    assert out["relabelled"]["summary"] == "Speaker 2 agreed"
+    assert out["relabelled"]["action_items"][0]["owner"] == "Speaker 2"
+    assert out["clock"] == ["01:15", "1:02:05"]
+    page.close()
