@@ -273,8 +273,12 @@ function listen(s) {
       showNotice(detail.message, "error");
       say(detail.message);
       ui.wav.hidden = s.audio.total === 0;
-      if (state === "recording") stopRecording().then(() => setState("failed"));
-      else setState("failed");
+      const settle = () => {
+        setState("failed");
+        say(detail.message);
+      };
+      if (state === "recording") stopRecording().then(settle);
+      else settle();
     }
   });
 }

@@ -11,7 +11,7 @@
 // Events (CustomEvent, data in `detail`):
 //   status   {status, message, lag, sessionId}
 //   segment  {key, start, end, text, speaker, committed}
-//   retract  {keys}            tentative segments of a lost connection
+//   retract  {epoch}           drop tentative segments of a lost connection
 //   final    {final, segments, resumedAt}   resumedAt > 0 when the summary
 //                                           only covers audio from that time
 //   problem  {code, message}   a server error message
@@ -19,8 +19,14 @@
 
 import { AudioStore } from "./audio-store.js";
 
-const RESEND_FRAME_MS = 100;
+// Backlog (audio captured while disconnected) goes out in 1 s frames, at most
+// 50 per half second: far under the server's frame-rate and frame-size limits.
+const RESEND_FRAME_S = 1;
+const RESEND_BURST = 50;
+const RESEND_PAUSE_MS = 500;
 const MAX_RETRIES_AFTER_STOP = 8;
+const REFUSED =
+  "The server refused the connection. If you were given a link with an access token (…?token=…), open that exact link and try again.";
 
 const FATAL_CLOSE = {
   1008: "The server refused this recording (not authorised). If you were given a link with a token, open that exact link and try again.",
@@ -49,6 +55,7 @@ export class MeetingSession extends EventTarget {
     this.retries = 0;
     this.busy = false;
     this.retryTimer = null;
+    this.handshakeFailures = 0;
   }
 
   emit(type, detail) {
@@ -63,9 +70,13 @@ export class MeetingSession extends EventTarget {
   /** Keep a captured frame and send it if connected. */
   send(pcm) {
     if (this.finished || this.failed) return;
-    this.audio.push(pcm);
     const c = this.conn;
-    if (c && c.ws.readyState === WebSocket.OPEN && !c.stopSent) c.ws.send(pcm);
+    const caughtUp = c && c.sentTo === this.audio.total && !c.pumpTimer;
+    this.audio.push(pcm);
+    if (caughtUp && c.ws.readyState === WebSocket.OPEN && !c.stopSent) {
+      c.ws.send(pcm);
+      c.sentTo += pcm.length;
+    }
   }
 
   /** The recording is over: ask the server to finish. Safe to call twice. */
@@ -73,8 +84,9 @@ export class MeetingSession extends EventTarget {
     if (this.stopRequested) return;
     this.stopRequested = true;
     const c = this.conn;
-    if (c && c.ws.readyState === WebSocket.OPEN) this.sendStop(c);
-    else if (this.retryTimer) {
+    if (c && c.ws.readyState === WebSocket.OPEN) {
+      if (!c.pumpTimer) this.pump(c); // sends stop once all audio is out
+    } else if (this.retryTimer) {
       // Waiting to reconnect: try now rather than after the back-off.
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
@@ -89,6 +101,20 @@ export class MeetingSession extends EventTarget {
     if (this.conn) this.conn.ws.close(1000);
   }
 
+  /** Send the audio this connection has not had yet (captured while connecting or disconnected). */
+  pump(c) {
+    c.pumpTimer = null;
+    if (c !== this.conn || c.ws.readyState !== WebSocket.OPEN || c.stopSent) return;
+    let budget = RESEND_BURST;
+    for (const pcm of this.audio.framesFrom(c.sentTo, this.rate * RESEND_FRAME_S)) {
+      if (budget-- <= 0) break;
+      c.ws.send(pcm);
+      c.sentTo += pcm.length;
+    }
+    if (c.sentTo < this.audio.total) c.pumpTimer = setTimeout(() => this.pump(c), RESEND_PAUSE_MS);
+    else if (this.stopRequested) this.sendStop(c);
+  }
+
   sendStop(c) {
     c.stopSent = true;
     c.ws.send(JSON.stringify({ type: "stop" }));
@@ -97,17 +123,26 @@ export class MeetingSession extends EventTarget {
   open(baseSample) {
     const ws = new WebSocket(this.url);
     ws.binaryType = "arraybuffer";
-    const c = { ws, epoch: this.epoch++, base: baseSample, committedEnd: 0, stopSent: false, heard: false };
+    const c = {
+      ws,
+      epoch: this.epoch++,
+      base: baseSample, // first sample of this connection's audio
+      sentTo: baseSample, // next sample to send
+      committedEnd: 0, // seconds, in this connection's timeline
+      opened: false,
+      stopSent: false,
+      heard: false,
+      pumpTimer: null,
+    };
     this.conn = c;
     this.busy = false;
     this.emit("link", { state: "connecting", message: "" });
     ws.onopen = () => {
+      c.opened = true;
+      this.handshakeFailures = 0;
       ws.send(JSON.stringify(this.startMessage));
-      // Audio captured while connecting (or since the last committed text).
-      const frame = Math.round((this.rate * RESEND_FRAME_MS) / 1000);
-      for (const pcm of this.audio.framesFrom(c.base, frame)) ws.send(pcm);
       this.emit("link", { state: "open", message: "" });
-      if (this.stopRequested) this.sendStop(c);
+      this.pump(c);
     };
     ws.onmessage = (e) => this.receive(c, e.data);
     ws.onclose = (e) => this.closed(c, e);
@@ -178,7 +213,9 @@ export class MeetingSession extends EventTarget {
     return Math.min(this.audio.total, c.base + Math.floor(c.committedEnd * this.rate));
   }
 
-  closed(c, e) {
+  async closed(c, e) {
+    clearTimeout(c.pumpTimer);
+    c.pumpTimer = null;
     if (c !== this.conn) return;
     if (this.finished) {
       this.emit("link", { state: "closed", message: "" });
@@ -186,14 +223,17 @@ export class MeetingSession extends EventTarget {
     }
     const fatal = FATAL_CLOSE[e.code] || c.fatal;
     if (fatal) return this.fail(fatal);
+    // A refused upgrade (bad token) reaches the browser as a failed handshake, just like a
+    // server that is down; if the server answers HTTP, it was a refusal.
+    if (!c.opened && ++this.handshakeFailures >= 2 && (await this.serverAnswers())) return this.fail(REFUSED);
+    if (c !== this.conn || this.finished || this.failed) return;
     if (this.stopRequested && this.retries >= MAX_RETRIES_AFTER_STOP) {
       return this.fail(
         "The server could not be reached to finish this recording. Your audio is kept: download it below, or try again later.",
       );
     }
     // Tentative text of this connection will be transcribed again after the resend.
-    const keys = [];
-    this.emit("retract", { keys, epoch: c.epoch });
+    this.emit("retract", { epoch: c.epoch });
     const busy = this.busy || e.code === 1013;
     const delay = Math.min(10, (busy ? 3 : 0.5) * 2 ** this.retries);
     this.retries += 1;
@@ -214,6 +254,19 @@ export class MeetingSession extends EventTarget {
       this.retryTimer = null;
       this.open(from);
     }, delay * 1000);
+  }
+
+  async serverAnswers() {
+    try {
+      const url = new URL(this.url);
+      url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+      url.pathname = "/health";
+      url.search = "";
+      const res = await fetch(url, { cache: "no-store" });
+      return res.status < 500;
+    } catch {
+      return false;
+    }
   }
 
   fail(message) {

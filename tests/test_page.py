@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Response, WebSocketRoute, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Request,
+    Response,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDING = ROOT / "tests" / "fixtures" / "meeting_two_voices.wav"
@@ -151,11 +161,13 @@ def test_export_buttons_download_the_transcript(browser: Browser, live_server: s
     assert words
 
     files: dict[str, str] = {}
-    for button, ext in [("#download-md", "md"), ("#download-json", "json"), ("#download-srt", "srt"), ("#download-vtt", "vtt")]:
+    buttons = {"md": "#download-md", "json": "#download-json", "srt": "#download-srt", "vtt": "#download-vtt"}
+    for ext, button in buttons.items():
         with page.expect_download() as info:
             page.click(button)
         download = info.value
-        assert download.suggested_filename.startswith("launch-sync-") and download.suggested_filename.endswith(f".{ext}")
+        name = download.suggested_filename
+        assert name.startswith("launch-sync-") and name.endswith(f".{ext}"), name
         files[ext] = Path(download.path()).read_text(encoding="utf-8")
         for word in words:
             assert word in files[ext].lower(), f"{word!r} missing from the {ext} export"
@@ -245,15 +257,20 @@ def test_format_module(browser: Browser, live_server: str) -> None:
         """async () => {
           const f = await import('/static/format.js');
           let segs = [];
-          segs = f.upsertSegment(segs, {key: '0:1', start: 3.5, end: 5, text: 'second', speaker: null, committed: false});
-          segs = f.upsertSegment(segs, {key: '0:0', start: 0.25, end: 3.25, text: 'Hello <team>', speaker: 'SPEAKER_07', committed: true});
-          segs = f.upsertSegment(segs, {key: '0:1', start: 3.5, end: 61.002, text: 'Second part', speaker: 'SPEAKER_02', committed: true});
+          const seg = (key, start, end, text, speaker, committed) => ({key, start, end, text, speaker, committed});
+          segs = f.upsertSegment(segs, seg('0:1', 3.5, 5, 'second', null, false));
+          segs = f.upsertSegment(segs, seg('0:0', 0.25, 3.25, 'Hello <team>', 'SPEAKER_07', true));
+          segs = f.upsertSegment(segs, seg('0:1', 3.5, 61.002, 'Second part', 'SPEAKER_02', true));
           const names = f.displayNames(segs, {});
           return {
             order: segs.map(s => s.text), names,
             srt: f.toSRT(segs, names), vtt: f.toVTT(segs, names),
-            md: f.toMarkdown({title: 'T', segments: segs, names, summary: {summary: 'S', action_items: [{text: 'Do it', owner: 'SPEAKER_02', due: 'Friday'}], decisions: ['D']}}),
-            relabelled: f.relabelSummary({summary: 'SPEAKER_02 agreed', action_items: [{text: 'x', owner: 'SPEAKER_02'}], decisions: []}, names),
+            md: f.toMarkdown({title: 'T', segments: segs, names, summary: {
+              summary: 'S', action_items: [{text: 'Do it', owner: 'SPEAKER_02', due: 'Friday'}], decisions: ['D'],
+            }}),
+            relabelled: f.relabelSummary({
+              summary: 'SPEAKER_02 agreed', action_items: [{text: 'x', owner: 'SPEAKER_02'}], decisions: [],
+            }, names),
             clock: [f.clock(75.4), f.clock(3725)],
           };
         }"""
