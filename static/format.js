@@ -22,14 +22,15 @@ export function spoken(segments) {
 
 /**
  * Group consecutive segments of the same speaker into turns:
- * [{speaker, start, end, segments: [...]}]. A null speaker continues the
- * previous turn (labels often arrive after the words).
+ * [{speaker, start, end, segments: [...]}]. Unlabelled segments (labels often
+ * arrive after the words) form their own turns rather than being credited to
+ * whoever spoke before.
  */
 export function groupTurns(segments) {
   const turns = [];
   for (const seg of segments) {
     const last = turns[turns.length - 1];
-    if (last && (seg.speaker == null || seg.speaker === last.speaker)) {
+    if (last && (seg.speaker ?? null) === last.speaker) {
       last.segments.push(seg);
       last.end = Math.max(last.end, seg.end);
     } else {
