@@ -62,10 +62,13 @@ class RefWord:
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path)) as wav:
-        if wav.getsampwidth() == 2:
-            return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2"), wav.getframerate()
-    from faster_whisper import decode_audio  # float WAVs (the AMI excerpts)
+    try:
+        with wave.open(str(path)) as wav:
+            if wav.getsampwidth() == 2:
+                return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2"), wav.getframerate()
+    except wave.Error:
+        pass  # float WAVs (the AMI excerpts)
+    from faster_whisper import decode_audio
 
     audio = decode_audio(str(path))
     return (np.clip(audio, -1, 1) * 32767).astype(np.int16), 16000
