@@ -164,11 +164,21 @@ class WhisperRecognizer:
         return [segment for segment in segments if segment.text]
 
 
+# Whisper's training data was full of video outros; it "hears" them in noise and crosstalk.
+_VIDEO_OUTRO = re.compile(
+    r"thanks? (you )?(so much )?for watching|subscribe to|see you (all )?(in|on) the next (one|video|episode)", re.I
+)
+
+
 def _is_hallucination(piece) -> bool:  # type: ignore[no-untyped-def]
-    """Whisper invents short text ("You", "Thank you.") for silence and noise, with low confidence."""
+    """Whisper invents text ("You", "Thank you for watching.") for silence and noise."""
     words = piece.words or []
     mean_probability = sum(w.probability for w in words) / len(words) if words else 1.0
-    return bool(piece.no_speech_prob > 0.6 or (len(words) <= 3 and mean_probability < 0.2))
+    return bool(
+        piece.no_speech_prob > 0.6
+        or (len(words) <= 3 and mean_probability < 0.2)
+        or _VIDEO_OUTRO.search(piece.text)
+    )
 
 
 def _to_segment(piece, offset: float) -> Segment:  # type: ignore[no-untyped-def]

@@ -1,18 +1,23 @@
 """The live transcription policy of one session: when to draft, when to commit, what to send.
 
-The open window runs from the end of the last committed text to the newest audio. Each
-`advance()`:
+Two windows run over the session's audio:
 
-- scores new audio with the streaming VAD; a window with no speech is dropped, so silence is
-  never decoded (and never hallucinated into "Thank you.");
-- when the speaker has paused for `min_silence`, commits the utterance with the careful path
-  (beam search, 30 s context, word times) and the committed tail as the prompt;
-- when the utterance runs past `max_utterance` without a pause, commits the careful words up to
-  the widest word gap that is at least `holdback` seconds old, and keeps the rest open;
-- otherwise drafts the open utterance with the cheap path and sends it as tentative text.
+- the *draft* window is the utterance being spoken (since the last pause of `min_silence`).
+  Every `advance()` with new speech drafts it with the cheap path and sends it as tentative text.
+  When the speaker pauses, that draft is frozen (still tentative) and the next utterance opens;
+- the *commit* window holds every utterance not yet committed. It is decoded with the careful
+  path (beam search, 30 s context, word times, the committed tail as the prompt) on a pause of
+  `commit_silence`, once it holds `commit_window` seconds of speech and an utterance ends, or at
+  the end of the recording. Its segments replace the pending drafts by `segment_id`.
 
-Committed text is never revised, so it never flickers; the tentative tail is replaced as it
-improves. All methods block (model work): call them on the inference executor, one at a time.
+Decoding several utterances together costs one careful pass instead of one per utterance, and
+gives Whisper the context it was trained with (better words). An utterance that runs past
+`max_utterance` without a pause has its settled head committed at the widest word gap that is at
+least `holdback` seconds old, so drafts stay short and cheap.
+
+The streaming VAD gates everything: a window with no speech is dropped, so silence is never
+decoded (and never hallucinated into "Thank you."). Committed text is never revised, so it never
+flickers. All methods block (model work): call them on the inference executor, one at a time.
 """
 
 from __future__ import annotations
@@ -35,6 +40,17 @@ _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to 
 
 
 @dataclass(frozen=True, slots=True)
+class LivePolicy:
+    """Timing of the live policy, in seconds (from the ASR_* settings)."""
+
+    min_silence: float = 0.5
+    commit_silence: float = 1.0
+    commit_window: float = 12.0
+    max_utterance: float = 8.0
+    vad_threshold: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptUpdate:
     """One `partial_transcript` message: the current text of segment `segment_id`."""
 
@@ -46,32 +62,28 @@ class TranscriptUpdate:
 class LiveTranscriber:
     """Streaming ASR state of one session over its `SecureAudioBuffer`."""
 
-    def __init__(
-        self,
-        recognizer: SpeechRecognizer,
-        buffer: SecureAudioBuffer,
-        *,
-        max_utterance_seconds: float,
-        min_silence_seconds: float,
-        vad_threshold: float,
-    ) -> None:
+    def __init__(self, recognizer: SpeechRecognizer, buffer: SecureAudioBuffer, policy: LivePolicy) -> None:
         self._recognizer = recognizer
         self._buffer = buffer
         self._vad = StreamingVAD()
-        self._max_utterance = int(max_utterance_seconds * SAMPLE_RATE)
-        self._min_silence = int(min_silence_seconds * SAMPLE_RATE)
-        self._threshold = vad_threshold
-        self._window_start = 0
+        self._threshold = policy.vad_threshold
+        self._min_silence = int(policy.min_silence * SAMPLE_RATE)
+        self._commit_silence = int(policy.commit_silence * SAMPLE_RATE)
+        self._commit_window = int(policy.commit_window * SAMPLE_RATE)
+        self._max_utterance = int(policy.max_utterance * SAMPLE_RATE)
+        self._commit_start = 0  # first sample not yet committed
+        self._draft_start = 0  # first sample of the utterance being drafted
         self._vad_fed = 0
-        self._segment_id = 0
-        self._draft_open = False
+        self._next_id = 0
+        self._pending: list[tuple[int, float]] = []  # (segment id, start time) of drafts shown, oldest first
+        self._draft_id: int | None = None  # id of the utterance being drafted
         self._drafted_until = 0
         self.committed: list[Segment] = []
         self.processed_samples = 0
         """Samples of audio the last call looked at: the client's lag is what came after."""
 
     def advance(self) -> list[TranscriptUpdate]:
-        """Look at the audio received so far; draft or commit the open utterance."""
+        """Look at the audio received so far; draft, freeze or commit."""
         return self._step(final=False)
 
     def finish(self) -> list[TranscriptUpdate]:
@@ -83,33 +95,40 @@ class LiveTranscriber:
         self._vad.feed(self._buffer.read(self._vad_fed, now))
         self._vad_fed = now
         self.processed_samples = now
-        vad_end = self._vad.frames * FRAME_SAMPLES if not final else now
-        speech = self._speech_span(vad_end)
-        if speech is None:
-            if final:
-                return self._close_draft()
-            self._window_start = max(self._window_start, vad_end - _PRE_ROLL)
+        vad_end = now if final else self._vad.frames * FRAME_SAMPLES
+        pending = self._speech_span(self._commit_start, vad_end)
+        if pending is None:
+            if not final:
+                self._commit_start = self._draft_start = max(self._commit_start, vad_end - _PRE_ROLL)
+            return self._emit_committed([], end=self._commit_start) if self._pending else []
+        first, last = pending
+        pause = vad_end - last
+        start, end = max(self._commit_start, first - _PRE_ROLL), min(now, last + _POST_ROLL)
+        if final or pause >= self._commit_silence or (pause >= self._min_silence and last - first >= self._commit_window):
+            return self._commit_all(start, end)
+        utterance = self._speech_span(self._draft_start, vad_end)
+        if utterance is None:
             return []
-        first, last = speech
-        start = max(self._window_start, first - _PRE_ROLL)
-        if final or vad_end - last >= self._min_silence:
-            return self._commit_all(start, min(now, last + _POST_ROLL))
-        if now - start >= self._max_utterance:
-            return self._commit_head(start, now)
-        if last <= self._drafted_until or last - first < _MIN_DRAFT_SPEECH:
+        if pause >= self._min_silence:
+            self._freeze_draft(end)
+            return []
+        draft_start = max(self._draft_start, utterance[0] - _PRE_ROLL)
+        if now - draft_start >= self._max_utterance:
+            return self._commit_head(start, now, not_before=draft_start)
+        if last <= self._drafted_until or last - utterance[0] < _MIN_DRAFT_SPEECH:
             return []  # nothing new was said since the last draft: it still stands
         self._drafted_until = last
-        return self._draft(start, now)
+        return self._draft(draft_start, now)
 
-    def _speech_span(self, vad_end: int) -> tuple[int, int] | None:
-        """First and last speech sample of the open window, by the VAD, or None."""
-        first_frame = self._window_start // FRAME_SAMPLES
+    def _speech_span(self, since: int, vad_end: int) -> tuple[int, int] | None:
+        """First and last speech sample after `since`, by the VAD, or None."""
+        first_frame = since // FRAME_SAMPLES
         probabilities = np.asarray(self._vad.probabilities[first_frame:])
         onsets = np.flatnonzero(probabilities >= self._threshold)
         if onsets.size == 0:
             return None
         continuing = np.flatnonzero(probabilities >= self._threshold - _HYSTERESIS)
-        first = (first_frame + int(onsets[0])) * FRAME_SAMPLES
+        first = max(since, (first_frame + int(onsets[0])) * FRAME_SAMPLES)
         last = min(vad_end, (first_frame + int(continuing[-1]) + 1) * FRAME_SAMPLES)
         return first, last
 
@@ -118,61 +137,88 @@ class LiveTranscriber:
 
     def _draft(self, start: int, end: int) -> list[TranscriptUpdate]:
         text = self._recognizer.draft(self._buffer.read(start, end), self._prompt())
-        if not text and not self._draft_open:
+        if not text and self._draft_id is None:
             return []
-        self._draft_open = True
+        if self._draft_id is None:
+            self._draft_id = self._new_id()
+            self._pending.append((self._draft_id, start / SAMPLE_RATE))
         segment = Segment(start=start / SAMPLE_RATE, end=end / SAMPLE_RATE, text=text)
-        return [TranscriptUpdate(self._segment_id, segment, committed=False)]
+        return [TranscriptUpdate(self._draft_id, segment, committed=False)]
 
-    def _close_draft(self) -> list[TranscriptUpdate]:
-        """An open draft turned out to be nothing: commit it empty so clients drop it."""
-        if not self._draft_open:
-            return []
-        update = TranscriptUpdate(self._segment_id, Segment(start=0.0, end=0.0, text=""), committed=True)
-        self._draft_open = False
-        self._segment_id += 1
-        return [update]
+    def _freeze_draft(self, end: int) -> None:
+        """The utterance ended: keep its draft on screen and draft the next one separately."""
+        self._draft_id = None
+        self._draft_start = max(self._draft_start, end)
 
     def _commit_all(self, start: int, end: int) -> list[TranscriptUpdate]:
         segments = self._recognizer.transcribe(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
-        self._window_start = end
-        if not segments:
-            return self._close_draft()
-        return self._emit_committed(segments)
+        return self._emit_committed(segments, end=end)
 
-    def _commit_head(self, start: int, end: int) -> list[TranscriptUpdate]:
-        """A long utterance: commit its settled head, keep the recent tail open."""
+    def _commit_head(self, start: int, end: int, not_before: int) -> list[TranscriptUpdate]:
+        """A long utterance: commit its settled head, keep the recent tail open as a draft.
+
+        The cut falls inside the long utterance (after `not_before`), so the tail left open is short.
+        """
         segments = self._recognizer.transcribe(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
         words = [word for segment in segments for word in segment.words]
-        cut = _cut_index(words, end / SAMPLE_RATE - _HOLDBACK_SECONDS)
+        cut = _cut_index(words, not_before / SAMPLE_RATE, end / SAMPLE_RATE - _HOLDBACK_SECONDS)
         if cut is None:
-            self._window_start = end
-            return self._emit_committed(segments) if segments else self._close_draft()
+            return self._emit_committed(segments, end=end)
         head, tail = words[: cut + 1], words[cut + 1 :]
         boundary = (head[-1].end + tail[0].start) / 2 if tail else head[-1].end
-        self._window_start = max(start, min(end, int(boundary * SAMPLE_RATE)))
-        updates = self._emit_committed([_segment_of(head)])
+        updates = self._emit_committed([_segment_of(head)], end=max(start, min(end, int(boundary * SAMPLE_RATE))))
         if tail:
-            self._draft_open = True
-            updates.append(TranscriptUpdate(self._segment_id, _segment_of(tail), committed=False))
+            updates += self._draft_from_words(tail)
         return updates
 
-    def _emit_committed(self, segments: list[Segment]) -> list[TranscriptUpdate]:
+    def _draft_from_words(self, words: list[Word]) -> list[TranscriptUpdate]:
+        self._draft_id = self._new_id()
+        self._pending.append((self._draft_id, words[0].start))
+        return [TranscriptUpdate(self._draft_id, _segment_of(words), committed=False)]
+
+    def _emit_committed(self, segments: list[Segment], *, end: int) -> list[TranscriptUpdate]:
+        """Commit `segments` in place of the pending drafts, one segment per drafted utterance.
+
+        The careful pass often runs several utterances into one Whisper segment; its words are
+        dealt back to the utterances the client already shows, by time, so each draft is replaced
+        where it stands. A draft that gets no words is committed empty (clients drop it).
+        """
+        if self._pending:
+            pieces = _deal_words(segments, [start for _, start in self._pending])
+            ids = [segment_id for segment_id, _ in self._pending]
+        else:
+            pieces, ids = segments, [self._new_id() for _ in segments]
         updates = []
-        for segment in segments:
-            self.committed.append(segment)
-            updates.append(TranscriptUpdate(self._segment_id, segment, committed=True))
-            self._segment_id += 1
-        self._draft_open = False
+        for segment_id, segment in zip(ids, pieces, strict=True):
+            if segment.text:
+                self.committed.append(segment)
+            updates.append(TranscriptUpdate(segment_id, segment, committed=True))
+        self._pending, self._draft_id = [], None
+        self._commit_start = self._draft_start = max(self._commit_start, end)
         return updates
 
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
 
-def _cut_index(words: list[Word], latest_end: float) -> int | None:
-    """Index of the word after which to cut: the widest gap among words ending by `latest_end`."""
-    candidates = [i for i, word in enumerate(words[:-1]) if word.end <= latest_end]
+
+def _cut_index(words: list[Word], earliest_end: float, latest_end: float) -> int | None:
+    """Index of the word after which to cut: the widest gap among words ending in the given span."""
+    candidates = [i for i, word in enumerate(words[:-1]) if earliest_end <= word.end <= latest_end]
     if not candidates:
         return None
     return max(candidates, key=lambda i: (round(words[i + 1].start - words[i].end, 2), i))
+
+
+def _deal_words(segments: list[Segment], starts: list[float]) -> list[Segment]:
+    """Split the words of `segments` at the utterance start times `starts` (one piece per start)."""
+    words = [word for segment in segments for word in segment.words]
+    pieces: list[list[Word]] = [[] for _ in starts]
+    for word in words:
+        middle = (word.start + word.end) / 2
+        index = max(0, sum(1 for start in starts if start <= middle) - 1)
+        pieces[index].append(word)
+    return [_segment_of(piece) if piece else Segment(start=0.0, end=0.0, text="") for piece in pieces]
 
 
 def _segment_of(words: list[Word]) -> Segment:

@@ -17,7 +17,7 @@ from observability import Metrics
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.errors import MeetingAssistantError
-from services.live_transcriber import LiveTranscriber
+from services.live_transcriber import LivePolicy, LiveTranscriber
 from services.orchestrator import InferenceJob, Orchestrator
 from services.settings import Settings
 from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment, transcript_text
@@ -57,6 +57,13 @@ class MeetingPipeline:
         self.diarization = diarization
         self.llm = llm
         self.workflows = workflows
+        self._live_policy = LivePolicy(
+            min_silence=settings.asr_min_silence_seconds,
+            commit_silence=settings.asr_commit_silence_seconds,
+            commit_window=settings.asr_commit_window_seconds,
+            max_utterance=settings.asr_max_utterance_seconds,
+            vad_threshold=settings.asr_vad_threshold,
+        )
         key = settings.audio_encryption_key
         self._cipher = AudioCipher(key.get_secret_value() if key else None)
 
@@ -64,13 +71,7 @@ class MeetingPipeline:
         return SecureAudioBuffer(self._cipher)
 
     def new_transcriber(self, buffer: SecureAudioBuffer) -> LiveTranscriber:
-        return LiveTranscriber(
-            self.recognizer,
-            buffer,
-            max_utterance_seconds=self.settings.asr_max_utterance_seconds,
-            min_silence_seconds=self.settings.asr_min_silence_seconds,
-            vad_threshold=self.settings.asr_vad_threshold,
-        )
+        return LiveTranscriber(self.recognizer, buffer, self._live_policy)
 
     def new_speaker_tracker(self) -> LiveSpeakerTracker | None:
         return self.diarization.live_tracker() if self.diarization is not None else None

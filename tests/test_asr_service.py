@@ -69,3 +69,18 @@ def test_a_missing_model_directory_names_the_setting(tmp_path) -> None:  # type:
     settings = make_settings(tmp_path, asr_model_id=str(tmp_path))  # a directory with no model in it
     with pytest.raises(ConfigurationError, match="ASR_MODEL_ID"):
         load_recognizer(settings, Metrics())
+
+
+def test_video_outro_hallucinations_are_dropped() -> None:
+    from types import SimpleNamespace
+
+    from services.asr_service import _is_hallucination
+
+    def piece(text: str, probability: float = 0.9, no_speech: float = 0.1) -> SimpleNamespace:
+        words = [SimpleNamespace(probability=probability) for _ in text.split()]
+        return SimpleNamespace(text=text, words=words, no_speech_prob=no_speech)
+
+    assert _is_hallucination(piece(" Thank you so much for watching, and I'll see you in the next one."))
+    assert _is_hallucination(piece(" You", probability=0.03))
+    assert _is_hallucination(piece(" Right, the budget.", no_speech=0.9))
+    assert not _is_hallucination(piece(" Thank you, Alice, that was helpful."))

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from observability import Metrics
 from services.asr_service import WhisperRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
-from services.live_transcriber import LiveTranscriber, TranscriptUpdate
+from services.live_transcriber import LivePolicy, LiveTranscriber, TranscriptUpdate
 from tests.support import load_wav, make_settings
 
 
@@ -21,8 +21,7 @@ def recognizer(tmp_path_factory: pytest.TempPathFactory) -> WhisperRecognizer:
 def _stream(recognizer: WhisperRecognizer, pcm: np.ndarray, key: str | None = None,
             max_utterance: float = 8.0) -> tuple[list[tuple[float, TranscriptUpdate]], LiveTranscriber]:
     buffer = SecureAudioBuffer(AudioCipher(key))
-    live = LiveTranscriber(recognizer, buffer, max_utterance_seconds=max_utterance,
-                           min_silence_seconds=0.5, vad_threshold=0.5)
+    live = LiveTranscriber(recognizer, buffer, LivePolicy(max_utterance=max_utterance))
     updates: list[tuple[float, TranscriptUpdate]] = []
     step = int(0.3 * 16000)
     for offset in range(0, len(pcm), step):
@@ -74,3 +73,20 @@ def test_encrypted_buffer_gives_the_same_transcript(recognizer: WhisperRecognize
     _, clear = _stream(recognizer, pcm)
     _, sealed = _stream(recognizer, pcm, key=Fernet.generate_key().decode())
     assert [s.text for s in sealed.committed] == [s.text for s in clear.committed]
+
+
+def test_utterances_committed_together_keep_their_own_segments(recognizer: WhisperRecognizer) -> None:
+    """The careful pass runs over several utterances; each drafted utterance is still replaced on its own."""
+    import json
+
+    from tests.support import FIXTURES
+
+    turns = json.loads((FIXTURES / "meeting_two_voices.json").read_text())["turns"]
+    pcm, _ = load_wav("meeting_two_voices.wav")
+    updates, live = _stream(recognizer, pcm)
+    drafted_ids = {u.segment_id for _, u in updates if not u.committed}
+    committed = [u for _, u in updates if u.committed and u.segment.text]
+    assert drafted_ids <= {u.segment_id for _, u in updates if u.committed}, "every draft is settled"
+    assert len(committed) == len(turns)
+    for update, turn in zip(committed, turns, strict=True):
+        assert turn["start"] - 0.3 <= update.segment.start and update.segment.end <= turn["end"] + 0.3
