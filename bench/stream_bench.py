@@ -161,7 +161,9 @@ async def probe_health(port: int, stop: asyncio.Event, latencies: list[float]) -
             await asyncio.sleep(0.1)
 
 
-async def stream_once(port: int, pcm: np.ndarray, rate: int, tracker: LagTracker | None) -> dict[str, float | str]:
+async def stream_once(
+    port: int, pcm: np.ndarray, rate: int, tracker: LagTracker | None, pid: int
+) -> dict[str, float | str]:
     url = f"ws://127.0.0.1:{port}/ws"
     frame = rate // 10
     result: dict[str, float | str] = {}
@@ -190,9 +192,11 @@ async def stream_once(port: int, pcm: np.ndarray, rate: int, tracker: LagTracker
             await ws.send(pcm[offset : offset + frame].tobytes())
             await asyncio.sleep(max(0.0, began + (index + 1) * 0.1 - time.monotonic()))
         result["stop_at"] = time.monotonic() - began
+        result["cpu_at_stop"] = cpu_seconds(pid)
         await ws.send(json.dumps({"type": "stop"}))
         final = await reading
     result["last_commit_at"] = last_commit[0]
+    result["final_metrics"] = json.dumps(final["metrics"])
     result["transcript"] = " ".join(s["text"] for s in final["segments"])  # type: ignore[index, union-attr]
     return result
 
@@ -212,7 +216,10 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
     stop = asyncio.Event()
     prober = asyncio.create_task(probe_health(port, stop, health))
     cpu_before = cpu_seconds(pid)
-    runs = await asyncio.gather(*(stream_once(port, pcm, rate, tracker if i == 0 else None) for i in range(streams)))
+    runs = await asyncio.gather(
+        *(stream_once(port, pcm, rate, tracker if i == 0 else None, pid) for i in range(streams))
+    )
+    cpu_streaming = max(float(run["cpu_at_stop"]) for run in runs) - cpu_before
     cpu_used = cpu_seconds(pid) - cpu_before
     stop.set()
     await prober
@@ -221,12 +228,13 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
     stop_at = float(run["stop_at"])
     print(f"\n## {path.name}  ({duration:.1f} s audio, {streams} concurrent stream(s))")
     print(f"time to first partial        {float(run.get('first_partial', float('nan'))):.2f} s")
+    early = sum(lag < 0 for lag in lags)
     print(f"word emission lag p50 / p90  {pct(lags, 50):.2f} s / {pct(lags, 90):.2f} s "
-          f"({len(lags)}/{len(reference)} reference words emitted)")
+          f"({len(lags)}/{len(reference)} reference words emitted, {early} before their reference end time)")
     print(f"stop -> all text committed   {max(0.0, float(run['last_commit_at']) - stop_at):.2f} s")
-    print(f"stop -> final                {float(run['final_at']) - stop_at:.2f} s")
-    print(f"server CPU per audio second  {cpu_used / (duration * streams):.3f} CPU-s/s "
-          f"(session through final, incl. diarisation + summary)")
+    print(f"stop -> final                {float(run['final_at']) - stop_at:.2f} s   server steps: {run['final_metrics']}")
+    print(f"server CPU per audio second  {cpu_streaming / (duration * streams):.3f} CPU-s/s while streaming, "
+          f"{cpu_used / (duration * streams):.3f} through final (incl. diarisation + summary)")
     print(f"/health latency while busy   p50 {pct(health, 50) * 1000:.0f} ms, max {max(health) * 1000:.0f} ms")
     print(f"bare faster-whisper (floor)  {bare_cpu / duration:.3f} CPU-s/s")
     hypothesis = " ".join(words_of(str(run["transcript"])))
