@@ -47,7 +47,7 @@ class LivePolicy:
     commit_silence: float = 1.0
     commit_window: float = 12.0
     max_utterance: float = 8.0
-    vad_threshold: float = 0.5
+    vad_threshold: float = 0.35
 
 
 @dataclass(frozen=True, slots=True)

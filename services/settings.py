@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest WebSocket frame; bigger closes with 1009.")
     max_protocol_violations: int = Field(10, ge=1, description="Bad messages tolerated before closing with 1008.")
     max_frames_per_second: float = Field(200, gt=0, description="Binary frames per second before rate limiting.")
-    api_key: SecretStr | None = Field(None, description="When set, /ws requires ?token= or start.token equal to it.")
+    api_key: SecretStr | None = Field(None, description="When set, /ws requires it as ?token= (or Authorization: Bearer).")
     allowed_origins: str = Field("", description="Comma-separated exact Origin allowlist for /ws; empty allows any.")
 
     # --- ASR ----------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     asr_commit_window_seconds: float = Field(
         12.0, ge=1.0, le=25.0, description="Pending speech that is committed at the next utterance end."
     )
-    asr_vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    asr_vad_threshold: float = Field(0.35, gt=0.0, lt=1.0, description="Speech probability that opens an utterance.")
 
     # --- audio buffer -------------------------------------------------------------------------
     audio_encryption_key: SecretStr | None = None
