@@ -34,6 +34,7 @@ from services.vad import FRAME_SAMPLES, StreamingVAD
 _PRE_ROLL = int(0.2 * SAMPLE_RATE)
 _POST_ROLL = int(0.3 * SAMPLE_RATE)
 _HOLDBACK_SECONDS = 1.5
+_MIN_CUT_GAP = 0.15
 _PROMPT_CHARS = 200
 _HYSTERESIS = 0.15
 _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to noise words
@@ -203,10 +204,17 @@ class LiveTranscriber:
 
 
 def _cut_index(words: list[Word], earliest_end: float, latest_end: float) -> int | None:
-    """Index of the word after which to cut: the widest gap among words ending in the given span."""
+    """Index of the word after which to cut: the widest gap among words ending in the given span.
+
+    Among gaps of `_MIN_CUT_GAP` or more the latest wins (the shortest tail stays open); the tail
+    is decoded again without the audio before the cut, so cutting at a real pause matters.
+    """
     candidates = [i for i, word in enumerate(words[:-1]) if earliest_end <= word.end <= latest_end]
     if not candidates:
         return None
+    pauses = [i for i in candidates if words[i + 1].start - words[i].end >= _MIN_CUT_GAP]
+    if pauses:
+        return pauses[-1]
     return max(candidates, key=lambda i: (round(words[i + 1].start - words[i].end, 2), i))
 
 

@@ -99,7 +99,6 @@ class MeetingPipeline:
         `errors` holds what already went wrong; each failing step adds its own line.
         """
         timings: dict[str, float] = {}
-        report("transcribing", "Finishing the transcript.")
         segments = [segment for segment in segments if segment.text]
         if segments:
             report("diarizing", "Telling the speakers apart.")

@@ -74,14 +74,12 @@ class _FrameRateLimiter:
         self._tokens = per_second
         self._last = time.monotonic()
 
-    def allow(self) -> bool:
+    def reserve(self) -> float:
+        """Take a token; return how long to wait before the frame may be handled (0 = at once)."""
         now = time.monotonic()
-        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
+        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate) - 1
         self._last = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+        return max(0.0, -self._tokens / self._rate)
 
 
 class RecordingSession:
@@ -175,6 +173,7 @@ class RecordingSession:
         """Handle one frame; False when the socket must close."""
         try:
             if message.get("bytes") is not None:
+                await self._throttle()
                 return self._on_audio(message["bytes"])
             self._on_text(message.get("text") or "")
         except ProtocolError as exc:
@@ -215,8 +214,6 @@ class RecordingSession:
             return True
         if self.state in (SessionState.FINISHING, SessionState.DONE):
             raise SessionStateError("audio_after_stop", "Audio after 'stop' is ignored: start a new session to record more.")
-        if not self._rate_limiter.allow():
-            return self._rate_limited()
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
         limit = int(self._limits.max_session_seconds * SAMPLE_RATE)
@@ -241,16 +238,25 @@ class RecordingSession:
         resampled = self._resampler.resample_chunk(samples.astype(np.float32) / 32768.0)
         return np.clip(resampled * 32768.0, -32768, 32767).astype(np.int16)
 
-    def _rate_limited(self) -> bool:
+    async def _throttle(self) -> None:
+        """Slow a flooding client down instead of dropping its audio.
+
+        While this session waits, its frames stay in the socket and TCP flow control pushes back
+        on the client; other sessions are not affected. The client is told once a second.
+        """
+        delay = self._rate_limiter.reserve()
+        if delay <= 0:
+            return
         now = time.monotonic()
         if now - self._rate_warned_at >= 1.0:
             self._rate_warned_at = now
-            return self._violation(ProtocolError(
+            self._metrics.protocol_errors.labels(code="rate_limited").inc()
+            self._outbox.put(error_message(
                 "rate_limited",
-                f"More than {self._limits.max_frames_per_second:.0f} audio frames per second: frames are being "
-                "dropped. Send 20-100 ms of audio per frame.",
+                f"More than {self._limits.max_frames_per_second:.0f} audio frames per second: reading is slowed "
+                "down. Send 20-100 ms of audio per frame.",
             ))
-        return True
+        await asyncio.sleep(delay)
 
     def _violation(self, error: ProtocolError) -> bool:
         self._violations += 1
@@ -317,6 +323,7 @@ class RecordingSession:
         self._pipeline.submit(self.id, self._finish)
 
     async def _finish(self) -> None:
+        self._outbox.put(status_message("transcribing", self.id, "Finishing the transcript."))
         if self._pump_task is not None:
             await self._pump_task  # let an in-flight live step finish: it shares the transcriber
         stopped_at = time.perf_counter()
