@@ -35,6 +35,7 @@ _PRE_ROLL = int(0.2 * SAMPLE_RATE)
 _POST_ROLL = int(0.3 * SAMPLE_RATE)
 _HOLDBACK_SECONDS = 1.5
 _MIN_CUT_GAP = 0.15
+_CUT_CONTEXT = int(1.5 * SAMPLE_RATE)
 _PROMPT_CHARS = 200
 _HYSTERESIS = 0.15
 _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to noise words
@@ -79,6 +80,8 @@ class LiveTranscriber:
         self._pending: list[tuple[int, float]] = []  # (segment id, start time) of drafts shown, oldest first
         self._draft_id: int | None = None  # id of the utterance being drafted
         self._drafted_until = 0
+        self._head_retry_at = 0
+        self._cut_at = -1  # where the last forced cut fell (a window starting there starts mid-phrase)
         self.committed: list[Segment] = []
         self.processed_samples = 0
         """Samples of audio the last call looked at: the client's lag is what came after."""
@@ -114,7 +117,7 @@ class LiveTranscriber:
             self._freeze_draft(end)
             return []
         draft_start = max(self._draft_start, utterance[0] - _PRE_ROLL)
-        if now - draft_start >= self._max_utterance:
+        if now - draft_start >= self._max_utterance and now >= self._head_retry_at:
             return self._commit_head(start, now, not_before=draft_start)
         if last <= self._drafted_until or last - utterance[0] < _MIN_DRAFT_SPEECH:
             return []  # nothing new was said since the last draft: it still stands
@@ -152,24 +155,77 @@ class LiveTranscriber:
         self._draft_start = max(self._draft_start, end)
 
     def _commit_all(self, start: int, end: int) -> list[TranscriptUpdate]:
-        segments = self._recognizer.transcribe(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
-        return self._emit_committed(segments, end=end)
+        return self._emit_committed(self._careful(start, end), end=end)
+
+    def _careful(self, start: int, end: int, *, whole: bool = True) -> list[Segment]:
+        """Careful segments for [start, end); speech Whisper skipped is decoded once more on its own.
+
+        Whisper sometimes skips the opening of a window that starts mid-phrase, and stops early
+        after a change of speaker or at a sentence it judges unfinished; it then returns nothing for
+        that audio. The skipped opening is always recovered; the skipped end only when `whole`
+        (a long utterance's open tail stays open instead).
+        """
+        segments = self._transcribe_after_cut(start, end)
+        if not segments:
+            return segments
+        opening = int(segments[0].start * SAMPLE_RATE)
+        if self._skipped_speech(start, opening):
+            segments = self._transcribe(start, opening, self._prompt()) + segments
+        covered = int(segments[-1].end * SAMPLE_RATE)
+        if whole and self._skipped_speech(covered, end):
+            segments += self._transcribe(covered, end, " ".join(s.text for s in segments)[-_PROMPT_CHARS:])
+        return segments
+
+    def _transcribe_after_cut(self, start: int, end: int) -> list[Segment]:
+        """Transcribe [start, end); after a forced cut, with a second of the committed audio before it.
+
+        A window that starts mid-phrase makes Whisper skip its first words; with the audio before
+        the cut as context it hears the phrase whole, and the words before the cut are dropped.
+        """
+        if start != self._cut_at:
+            return self._transcribe(start, end, self._prompt())
+        context = max(0, start - _CUT_CONTEXT)
+        segments = self._transcribe(context, end, "")
+        cut = start / SAMPLE_RATE
+        last_committed = _key(self.committed[-1].words[-1].text) if self.committed and self.committed[-1].words else ""
+        kept = []
+        for segment in segments:
+            words = [word for word in segment.words if word.end > cut]
+            if not kept and words and words[0].start < cut and _key(words[0].text) == last_committed:
+                words = words[1:]  # the committed head's last word, heard again across the cut
+            if words:
+                kept.append(_segment_of(words))
+        return kept
+
+    def _transcribe(self, start: int, end: int, prompt: str) -> list[Segment]:
+        return self._recognizer.transcribe(self._buffer.read(start, end), start / SAMPLE_RATE, prompt)
+
+    def _skipped_speech(self, start: int, end: int) -> bool:
+        """Whether [start, end) is at least a second long and the VAD heard speech in it."""
+        speech = self._speech_span(start, end)
+        return end - start >= SAMPLE_RATE and speech is not None and end - speech[0] >= _MIN_DRAFT_SPEECH
 
     def _commit_head(self, start: int, end: int, not_before: int) -> list[TranscriptUpdate]:
         """A long utterance: commit its settled head, keep the recent tail open as a draft.
 
-        The cut falls inside the long utterance (after `not_before`), so the tail left open is short.
+        The cut falls inside the long utterance (after `not_before`) when it can, so the tail left
+        open is short. Nothing after the last word Whisper returned is committed: Whisper drops a
+        sentence that the window cuts off, and that audio must stay open to be decoded later.
         """
-        segments = self._recognizer.transcribe(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
+        segments = self._careful(start, end, whole=False)
         words = [word for segment in segments for word in segment.words]
-        cut = _cut_index(words, not_before / SAMPLE_RATE, end / SAMPLE_RATE - _HOLDBACK_SECONDS)
+        latest = end / SAMPLE_RATE - _HOLDBACK_SECONDS
+        cut = _cut_index(words, not_before / SAMPLE_RATE, latest)
         if cut is None:
-            return self._emit_committed(segments, end=end)
+            cut = _cut_index(words, 0.0, latest)
+        if cut is None:  # nothing settled yet: let more audio come before paying for this again
+            self._head_retry_at = end + self._max_utterance // 2
+            return []
         head, tail = words[: cut + 1], words[cut + 1 :]
-        boundary = (head[-1].end + tail[0].start) / 2 if tail else head[-1].end
-        updates = self._emit_committed([_segment_of(head)], end=max(start, min(end, int(boundary * SAMPLE_RATE))))
-        if tail:
-            updates += self._draft_from_words(tail)
+        boundary = int((head[-1].end + tail[0].start) / 2 * SAMPLE_RATE)
+        updates = self._emit_committed([_segment_of(head)], end=max(start, min(end, boundary)))
+        self._cut_at = self._commit_start
+        updates += self._draft_from_words(tail)
         return updates
 
     def _draft_from_words(self, words: list[Word]) -> list[TranscriptUpdate]:
@@ -227,6 +283,10 @@ def _deal_words(segments: list[Segment], starts: list[float]) -> list[Segment]:
         index = max(0, sum(1 for start in starts if start <= middle) - 1)
         pieces[index].append(word)
     return [_segment_of(piece) if piece else Segment(start=0.0, end=0.0, text="") for piece in pieces]
+
+
+def _key(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum())
 
 
 def _segment_of(words: list[Word]) -> Segment:
