@@ -102,4 +102,3 @@ def test_forced_cuts_lose_no_sentence(recognizer: WhisperRecognizer, max_utteran
     for phrase in ("good morning", "new website", "design is finished", "monday", "launch date",
                    "budget report", "friday", "next week to check the progress"):
         assert phrase in text
-    assert "website thanks" not in text.replace(".", "").replace(",", "") or "thanks alice" in text
