@@ -44,10 +44,13 @@ async def test_live_partials_arrive_before_stop_and_final_has_the_words(live_ser
     assert {m["segment_id"] for m in partials} == {m["segment_id"] for m in partials if m["committed"]}, \
         "every live segment ends committed"
     assert all(set(m) >= {"segment_id", "text", "start", "end", "committed", "speaker"} for m in partials)
+    committed_text = [m for m in partials if m["committed"] and m["text"]]
+    assert committed_text and all(m["speaker"] == "SPEAKER_1" for m in committed_text), "live speaker labels"
     final = result["final"]
     text = final["transcript"].lower()
     for word in ("quarterly", "numbers", "region", "marketing", "survey", "month"):
         assert word in text
+    assert all(s["speaker"] == "SPEAKER_1" for s in final["segments"]) and final["metrics"]["speakers"] == 1
     assert final["segments"] and all(set(s) == {"start", "end", "speaker", "text"} for s in final["segments"])
     assert {"summary", "action_items", "decisions"} <= set(final["summary"])
     assert final["provider"] == "offline" and isinstance(final["errors"], list)
@@ -171,7 +174,7 @@ async def test_abrupt_disconnects_leak_nothing_and_recorded_audio_is_finished(tm
     settings = make_settings(tmp_path, max_sessions=1000)  # aborted sockets are noticed asynchronously
     pcm, rate = load_wav("one_voice.wav")
     with run_server(settings) as base_url:
-        for _ in range(300):  # vanish without a close frame, with and without audio
+        for _ in range(1000):  # vanish without a close frame, with and without audio
             ws = await websockets.connect(ws_url(base_url))
             await ws.send(pcm[:800].tobytes())
             ws.transport.abort()
@@ -186,6 +189,23 @@ async def test_abrupt_disconnects_leak_nothing_and_recorded_audio_is_finished(tm
         assert "meeting_assistant_active_sessions 0.0" in metrics
     lines = [json.loads(line) for line in settings.meeting_log_path.read_text().splitlines()]
     assert any("quarterly" in json.dumps(line).lower() for line in lines), "the abandoned recording was kept"
+
+
+async def test_a_client_that_leaves_after_stop_still_gets_its_meeting_logged(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    pcm, rate = load_wav("one_voice.wav")
+    with run_server(settings) as base_url:
+        ws = await websockets.connect(ws_url(base_url))
+        await ws.send(pcm.tobytes())
+        await ws.send(json.dumps({"type": "stop"}))
+        await receive_until(ws, "status")
+        ws.transport.abort()  # gone while the meeting is being finished
+        await _wait_for_idle(base_url)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{base_url}/metrics")).text
+    lines = settings.meeting_log_path.read_text().splitlines()
+    assert len(lines) == 1 and "marketing" in lines[0].lower()
+    assert 'meeting_assistant_job_failures_total{stage="job"}' not in metrics
 
 
 async def test_health_answers_quickly_while_transcription_runs(live_server: str) -> None:
