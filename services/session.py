@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-import numpy as np
-import soxr
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.audio_intake import FrameRateLimiter, PcmDecoder
 from services.errors import MeetingAssistantError, ProtocolError, SessionStateError
 from services.live_transcriber import LiveTranscriber, TranscriptUpdate
 from services.outbox import Outbox
@@ -66,22 +65,6 @@ class SessionLimits:
     max_frames_per_second: float
 
 
-class _FrameRateLimiter:
-    """Token bucket over binary frames: a burst of one second's allowance, refilled continuously."""
-
-    def __init__(self, per_second: float) -> None:
-        self._rate = per_second
-        self._tokens = per_second
-        self._last = time.monotonic()
-
-    def reserve(self) -> float:
-        """Take a token; return how long to wait before the frame may be handled (0 = at once)."""
-        now = time.monotonic()
-        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate) - 1
-        self._last = now
-        return max(0.0, -self._tokens / self._rate)
-
-
 class RecordingSession:
     """Drives one WebSocket from accept to close. Call `run()` once, after `accept()`."""
 
@@ -102,13 +85,11 @@ class RecordingSession:
         self._transcriber: LiveTranscriber = pipeline.new_transcriber(self._buffer)
         self._tracker = pipeline.new_speaker_tracker()
         self._outbox = Outbox(on_drop=self._metrics.partials_dropped.inc)
-        self._sample_rate = SAMPLE_RATE
-        self._resampler: soxr.ResampleStream | None = None
-        self._carry = b""
+        self._decoder = PcmDecoder(SAMPLE_RATE)
         self._title: str | None = None
         self._started_at = time.time()
         self._violations = 0
-        self._rate_limiter = _FrameRateLimiter(limits.max_frames_per_second)
+        self._rate_limiter = FrameRateLimiter(limits.max_frames_per_second)
         self._rate_warned_at = 0.0
         self._audio_arrived = asyncio.Event()
         self._advance_lock = asyncio.Lock()
@@ -194,9 +175,7 @@ class RecordingSession:
             raise SessionStateError(
                 "already_started", "The session has already started; 'start' is only allowed before any audio."
             )
-        self._sample_rate = start.sample_rate
-        if start.sample_rate != SAMPLE_RATE:
-            self._resampler = soxr.ResampleStream(start.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+        self._decoder = PcmDecoder(start.sample_rate)
         self._title = start.title
         self._transition(SessionState.RECORDING)
 
@@ -217,7 +196,7 @@ class RecordingSession:
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
         limit = int(self._limits.max_session_seconds * SAMPLE_RATE)
-        self._buffer.append(self._to_16k(data)[: limit - self._buffer.samples])
+        self._buffer.append(self._decoder.decode(data)[: limit - self._buffer.samples])
         self._audio_arrived.set()
         if self._buffer.samples >= limit:
             self._outbox.put(status_message(
@@ -226,17 +205,6 @@ class RecordingSession:
             ))
             self._stop("maximum session length reached")
         return True
-
-    def _to_16k(self, data: bytes) -> np.ndarray:
-        # PCM16 frames may split a sample across frames: carry the stray byte to the next frame.
-        data = self._carry + data
-        whole = len(data) - len(data) % 2
-        self._carry = data[whole:]
-        samples = np.frombuffer(data[:whole], dtype="<i2")
-        if self._resampler is None:
-            return samples
-        resampled = self._resampler.resample_chunk(samples.astype(np.float32) / 32768.0)
-        return np.clip(resampled * 32768.0, -32768, 32767).astype(np.int16)
 
     async def _throttle(self) -> None:
         """Slow a flooding client down instead of dropping its audio.
@@ -313,6 +281,7 @@ class RecordingSession:
 
     def _stop(self, reason: str) -> None:
         self._transition(SessionState.FINISHING)
+        self._buffer.append(self._decoder.flush())
         self._audio_arrived.set()  # wake the pump so it sees the state and exits
         if self.client_gone and self._buffer.samples == 0:
             self.state = SessionState.DONE  # nothing was recorded and nobody is listening
