@@ -244,6 +244,7 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
         print(f"final WER vs script          {ours:.3f}   (bare faster-whisper {floor:.3f}, ratio {ours / max(floor, 1e-9):.2f})")
     else:
         print(f"final WER vs bare whisper    {jiwer.wer(bare, hypothesis):.3f}   (no reference transcript for AMI)")
+        print(f"  ours: {hypothesis}\n  bare: {bare}")
 
 
 def default_files() -> list[Path]:

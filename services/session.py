@@ -95,6 +95,7 @@ class RecordingSession:
         self._advance_lock = asyncio.Lock()
         self._pump_task: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
+        self._stopped_at = 0.0
         self._close_code: int | None = None
         self.client_gone = False
 
@@ -281,6 +282,7 @@ class RecordingSession:
 
     def _stop(self, reason: str) -> None:
         self._transition(SessionState.FINISHING)
+        self._stopped_at = time.perf_counter()
         self._buffer.append(self._decoder.flush())
         self._audio_arrived.set()  # wake the pump so it sees the state and exits
         if self.client_gone and self._buffer.samples == 0:
@@ -295,7 +297,6 @@ class RecordingSession:
         self._outbox.put(status_message("transcribing", self.id, "Finishing the transcript."))
         if self._pump_task is not None:
             await self._pump_task  # let an in-flight live step finish: it shares the transcriber
-        stopped_at = time.perf_counter()
         errors: list[str] = []
         try:
             try:
@@ -314,8 +315,8 @@ class RecordingSession:
                 errors=errors,
                 report=lambda status, text: self._outbox.put(status_message(status, self.id, text)),
             )
-            final["metrics"]["stop_to_final_seconds"] = round(time.perf_counter() - stopped_at, 3)
-            self._metrics.end_to_end_latency.observe(time.perf_counter() - stopped_at)
+            final["metrics"]["stop_to_final_seconds"] = round(time.perf_counter() - self._stopped_at, 3)
+            self._metrics.end_to_end_latency.observe(time.perf_counter() - self._stopped_at)
             self._outbox.put(status_message("done", self.id, "Done: the transcript and summary follow."))
             self._outbox.put(final)  # the terminal message
         finally:
