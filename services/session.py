@@ -286,12 +286,22 @@ class RecordingSession:
         self._buffer.append(self._decoder.flush())
         self._audio_arrived.set()  # wake the pump so it sees the state and exits
         if self.client_gone and self._buffer.samples == 0:
-            self.state = SessionState.DONE  # nothing was recorded and nobody is listening
-            self._done.set()
+            self._end()  # nothing was recorded and nobody is listening
             return
         logger.info("session %s stopping: %s (%.1f s of audio)", self.id, reason, self._buffer.samples / SAMPLE_RATE)
         self._outbox.put(status_message("queued", self.id, "Recording stopped: waiting for a free worker."))
-        self._pipeline.submit(self.id, self._finish)
+        try:
+            self._pipeline.submit(self.id, self._finish)
+        except RuntimeError as exc:  # the server is shutting down and takes no new jobs
+            logger.error("session %s could not be finished: %s", self.id, exc)
+            self._outbox.put(error_message("shutting_down", "The server is restarting: this recording could not be finished."))
+            self._end()
+
+    def _end(self) -> None:
+        self._buffer.clear()
+        self.state = SessionState.DONE
+        self._outbox.close()
+        self._done.set()
 
     async def _finish(self) -> None:
         self._outbox.put(status_message("transcribing", self.id, "Finishing the transcript."))
@@ -320,10 +330,7 @@ class RecordingSession:
             self._outbox.put(status_message("done", self.id, "Done: the transcript and summary follow."))
             self._outbox.put(final)  # the terminal message
         finally:
-            self._buffer.clear()
-            self.state = SessionState.DONE
-            self._outbox.close()
-            self._done.set()
+            self._end()
 
     async def _send_loop(self) -> None:
         while (message := await self._outbox.get()) is not None:
