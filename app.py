@@ -18,9 +18,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
-from threadpoolctl import threadpool_limits
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from threadpoolctl import threadpool_limits
 
 from integrations.workflows import build_workflows
 from observability import CONTENT_TYPE_LATEST, Metrics
@@ -154,9 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await websocket.accept()
         if not app.state.accepting or not sessions.try_acquire():
             metrics.sessions_refused.labels(reason="busy").inc()
-            await websocket.send_json(error_message(
-                "busy", "The server is busy with other meetings (or restarting): try again in a minute."
-            ))
+            await websocket.send_json(
+                error_message("busy", "The server is busy with other meetings (or restarting): try again in a minute.")
+            )
             await websocket.close(CLOSE_TRY_AGAIN_LATER)
             return
         session = RecordingSession(websocket, uuid.uuid4().hex[:12], app.state.pipeline, limits)

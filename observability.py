@@ -29,9 +29,7 @@ class Metrics:
             ["backend"],
             registry=registry,
         )
-        self.active_sessions = Gauge(
-            f"{PREFIX}_active_sessions", "Open recording sessions.", registry=registry
-        )
+        self.active_sessions = Gauge(f"{PREFIX}_active_sessions", "Open recording sessions.", registry=registry)
         self.asr_latency = Histogram(
             f"{PREFIX}_asr_latency_seconds",
             "Time of one ASR call, by kind (partial, commit, final).",

@@ -27,7 +27,6 @@ import difflib
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -137,8 +136,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PORT": str(port), "LLM_PROVIDER_ORDER": "offline", "MEETING_LOG_PATH": str(log_path),
-           "LOG_LEVEL": "WARNING", "MAX_SESSIONS": "16"}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "LLM_PROVIDER_ORDER": "offline",
+        "MEETING_LOG_PATH": str(log_path),
+        "LOG_LEVEL": "WARNING",
+        "MAX_SESSIONS": "16",
+    }
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -229,19 +234,28 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
     print(f"\n## {path.name}  ({duration:.1f} s audio, {streams} concurrent stream(s))")
     print(f"time to first partial        {float(run.get('first_partial', float('nan'))):.2f} s")
     early = sum(lag < 0 for lag in lags)
-    print(f"word emission lag p50 / p90  {pct(lags, 50):.2f} s / {pct(lags, 90):.2f} s "
-          f"({len(lags)}/{len(reference)} reference words emitted, {early} before their reference end time)")
+    print(
+        f"word emission lag p50 / p90  {pct(lags, 50):.2f} s / {pct(lags, 90):.2f} s "
+        f"({len(lags)}/{len(reference)} reference words emitted, {early} before their reference end time)"
+    )
     print(f"stop -> all text committed   {max(0.0, float(run['last_commit_at']) - stop_at):.2f} s")
-    print(f"stop -> final                {float(run['final_at']) - stop_at:.2f} s   server steps: {run['final_metrics']}")
-    print(f"server CPU per audio second  {cpu_streaming / (duration * streams):.3f} CPU-s/s while streaming, "
-          f"{cpu_used / (duration * streams):.3f} through final (incl. diarisation + summary)")
+    print(
+        f"stop -> final                {float(run['final_at']) - stop_at:.2f} s   server steps: {run['final_metrics']}"
+    )
+    print(
+        f"server CPU per audio second  {cpu_streaming / (duration * streams):.3f} CPU-s/s while streaming, "
+        f"{cpu_used / (duration * streams):.3f} through final (incl. diarisation + summary)"
+    )
     print(f"/health latency while busy   p50 {pct(health, 50) * 1000:.0f} ms, max {max(health) * 1000:.0f} ms")
     print(f"bare faster-whisper (floor)  {bare_cpu / duration:.3f} CPU-s/s")
     hypothesis = " ".join(words_of(str(run["transcript"])))
     bare = " ".join(words_of(bare_text))
     if truth is not None:
         ours, floor = jiwer.wer(" ".join(words_of(truth)), hypothesis), jiwer.wer(" ".join(words_of(truth)), bare)
-        print(f"final WER vs script          {ours:.3f}   (bare faster-whisper {floor:.3f}, ratio {ours / max(floor, 1e-9):.2f})")
+        print(
+            f"final WER vs script          {ours:.3f}   "
+            f"(bare faster-whisper {floor:.3f}, ratio {ours / max(floor, 1e-9):.2f})"
+        )
     else:
         print(f"final WER vs bare whisper    {jiwer.wer(bare, hypothesis):.3f}   (no reference transcript for AMI)")
         print(f"  ours: {hypothesis}\n  bare: {bare}")

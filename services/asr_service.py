@@ -175,9 +175,7 @@ def _is_hallucination(piece) -> bool:  # type: ignore[no-untyped-def]
     words = piece.words or []
     mean_probability = sum(w.probability for w in words) / len(words) if words else 1.0
     return bool(
-        piece.no_speech_prob > 0.6
-        or (len(words) <= 3 and mean_probability < 0.2)
-        or _VIDEO_OUTRO.search(piece.text)
+        piece.no_speech_prob > 0.6 or (len(words) <= 3 and mean_probability < 0.2) or _VIDEO_OUTRO.search(piece.text)
     )
 
 

@@ -88,9 +88,7 @@ class SecureAudioBuffer:
             return np.zeros(0, dtype=np.float32)
         first = bisect.bisect_right(self._starts, start) - 1
         last = bisect.bisect_left(self._starts, end)
-        parts = [
-            np.frombuffer(self._cipher.open(self._chunks[i]), dtype="<i2") for i in range(first, last)
-        ]
+        parts = [np.frombuffer(self._cipher.open(self._chunks[i]), dtype="<i2") for i in range(first, last)]
         joined = np.concatenate(parts)
         offset = start - self._starts[first]
         return joined[offset : offset + (end - start)].astype(np.float32) / 32768.0

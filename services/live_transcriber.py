@@ -108,7 +108,11 @@ class LiveTranscriber:
         first, last = pending
         pause = vad_end - last
         start, end = max(self._commit_start, first - _PRE_ROLL), min(now, last + _POST_ROLL)
-        if final or pause >= self._commit_silence or (pause >= self._min_silence and last - first >= self._commit_window):
+        if (
+            final
+            or pause >= self._commit_silence
+            or (pause >= self._min_silence and last - first >= self._commit_window)
+        ):
             return self._commit_all(start, end)
         utterance = self._speech_span(self._draft_start, vad_end)
         if utterance is None:

@@ -109,7 +109,9 @@ class Orchestrator:
         try:
             await asyncio.wait_for(self._queue.join(), drain_timeout)
         except TimeoutError:
-            logger.warning("inference queue not drained after %.0f s; %d job(s) dropped", drain_timeout, self.queue_depth)
+            logger.warning(
+                "inference queue not drained after %.0f s; %d job(s) dropped", drain_timeout, self.queue_depth
+            )
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

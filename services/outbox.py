@@ -29,6 +29,8 @@ class Outbox:
         self._limit = limit
         self._on_drop = on_drop or (lambda: None)
         self._ready = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
         self._closed = False
 
     def __len__(self) -> int:
@@ -47,6 +49,7 @@ class Outbox:
         self._items.append(message)
         while len(self._items) > self._limit and self._drop(_is_draft, first_only=True):
             pass
+        self._empty.clear()
         self._ready.set()
 
     def _drop(self, matches: Callable[[Message], bool], *, first_only: bool = False) -> bool:
@@ -71,4 +74,11 @@ class Outbox:
                 return None
             self._ready.clear()
             await self._ready.wait()
-        return self._items.popleft()
+        message = self._items.popleft()
+        if not self._items:
+            self._empty.set()
+        return message
+
+    async def drained(self) -> None:
+        """Wait until every queued message has been taken."""
+        await self._empty.wait()

@@ -104,7 +104,9 @@ class MeetingPipeline:
             report("diarizing", "Telling the speakers apart.")
             segments = await self._timed(timings, "diarization", self._diarize(session_id, buffer, segments, errors))
             report("summarizing", "Writing the summary.")
-            summary, provider = await self._timed(timings, "summary", self._summarize(session_id, title, segments, errors))
+            summary, provider = await self._timed(
+                timings, "summary", self._summarize(session_id, title, segments, errors)
+            )
         else:
             summary, provider = MeetingSummary(summary=NO_SPEECH_SUMMARY), "none"
         record = MeetingRecord(

@@ -62,7 +62,8 @@ def parse_client_text(text: str) -> ClientMessage:
         model = StopMessage
     else:
         raise ProtocolError(
-            "unknown_type", f"Unknown message type {str(kind)[:40]!r}: expected 'start' or 'stop' (audio goes in binary frames)."
+            "unknown_type",
+            f"Unknown message type {str(kind)[:40]!r}: expected 'start' or 'stop' (audio goes in binary frames).",
         )
     try:
         return model.model_validate(data)

@@ -134,7 +134,8 @@ class RecordingSession:
         if self.state in (SessionState.CONNECTED, SessionState.RECORDING):
             self._stop("the connection closed before stop" if self._close_code is None else "closed by the server")
         if not self.client_gone and self._close_code is not None:
-            await self._flush(timeout=1.0)
+            with contextlib.suppress(TimeoutError):  # let the client read why it is being closed
+                await asyncio.wait_for(self._outbox.drained(), 1.0)
         elif not self.client_gone:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(sender), timeout=5.0)
@@ -145,11 +146,6 @@ class RecordingSession:
         self.client_gone = True
         if self.state is not SessionState.DONE:
             self._outbox.close()  # the background job finishes; nobody is left to read its messages
-
-    async def _flush(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self._outbox) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
 
     async def _dispatch(self, message: dict[str, Any]) -> bool:
         """Handle one frame; False when the socket must close."""
@@ -193,17 +189,23 @@ class RecordingSession:
         if not data:
             return True
         if self.state in (SessionState.FINISHING, SessionState.DONE):
-            raise SessionStateError("audio_after_stop", "Audio after 'stop' is ignored: start a new session to record more.")
+            raise SessionStateError(
+                "audio_after_stop", "Audio after 'stop' is ignored: start a new session to record more."
+            )
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
         limit = int(self._limits.max_session_seconds * SAMPLE_RATE)
         self._buffer.append(self._decoder.decode(data)[: limit - self._buffer.samples])
         self._audio_arrived.set()
         if self._buffer.samples >= limit:
-            self._outbox.put(status_message(
-                "recording", self.id,
-                f"The maximum session length ({self._limits.max_session_seconds:.0f} s) was reached: finishing the recording.",
-            ))
+            self._outbox.put(
+                status_message(
+                    "recording",
+                    self.id,
+                    f"The maximum session length ({self._limits.max_session_seconds:.0f} s) was reached: "
+                    "finishing the recording.",
+                )
+            )
             self._stop("maximum session length reached")
         return True
 
@@ -220,11 +222,13 @@ class RecordingSession:
         if now - self._rate_warned_at >= 1.0:
             self._rate_warned_at = now
             self._metrics.protocol_errors.labels(code="rate_limited").inc()
-            self._outbox.put(error_message(
-                "rate_limited",
-                f"More than {self._limits.max_frames_per_second:.0f} audio frames per second: reading is slowed "
-                "down. Send 20-100 ms of audio per frame.",
-            ))
+            self._outbox.put(
+                error_message(
+                    "rate_limited",
+                    f"More than {self._limits.max_frames_per_second:.0f} audio frames per second: reading is slowed "
+                    "down. Send 20-100 ms of audio per frame.",
+                )
+            )
         await asyncio.sleep(delay)
 
     def _violation(self, error: ProtocolError) -> bool:
@@ -294,7 +298,9 @@ class RecordingSession:
             self._pipeline.submit(self.id, self._finish)
         except RuntimeError as exc:  # the server is shutting down and takes no new jobs
             logger.error("session %s could not be finished: %s", self.id, exc)
-            self._outbox.put(error_message("shutting_down", "The server is restarting: this recording could not be finished."))
+            self._outbox.put(
+                error_message("shutting_down", "The server is restarting: this recording could not be finished.")
+            )
             self._end()
 
     def _end(self) -> None:

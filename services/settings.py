@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest WebSocket frame; bigger closes with 1009.")
     max_protocol_violations: int = Field(10, ge=1, description="Bad messages tolerated before closing with 1008.")
     max_frames_per_second: float = Field(200, gt=0, description="Binary frames per second before rate limiting.")
-    api_key: SecretStr | None = Field(None, description="When set, /ws requires it as ?token= (or Authorization: Bearer).")
+    api_key: SecretStr | None = Field(
+        None, description="When set, /ws requires it as ?token= (or Authorization: Bearer)."
+    )
     allowed_origins: str = Field("", description="Comma-separated exact Origin allowlist for /ws; empty allows any.")
 
     # --- ASR ----------------------------------------------------------------------------------

@@ -46,8 +46,12 @@ def run_server(settings: Settings) -> Iterator[str]:
 
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-        ws_max_size=settings.ws_max_message_bytes, ws_ping_interval=None,
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_ping_interval=None,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -74,10 +78,10 @@ def ws_url(base_url: str, query: str = "") -> str:
     return base_url.replace("http://", "ws://") + "/ws" + (f"?{query}" if query else "")
 
 
-async def receive_until(ws: Any, message_type: str, timeout: float = 60.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def receive_until(ws: Any, message_type: str, limit: float = 60.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read messages until one of `message_type`; return it and everything read before it."""
     seen: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit):
         while True:
             message = json.loads(await ws.recv())
             if message["type"] == message_type:
@@ -93,7 +97,7 @@ async def stream_audio(
     frame_seconds: float = 0.1,
     realtime: float = 1.0,
     start: dict[str, Any] | None = None,
-    timeout: float = 120.0,
+    limit: float = 120.0,
 ) -> dict[str, Any]:
     """Stream PCM16 to /ws at `realtime` x real-time pace, then stop; collect what the server sent.
 
@@ -121,7 +125,7 @@ async def stream_audio(
                 await asyncio.sleep(max(0.0, began + (index + 1) * frame_seconds / realtime - time.monotonic()))
         stop_sent_at = time.monotonic()
         await ws.send(json.dumps({"type": "stop"}))
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             await reading
     final = next(m for m in messages if m["type"] == "final")
     return {"final": final, "messages": messages, "stop_sent_at": stop_sent_at, "began": began}

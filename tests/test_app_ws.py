@@ -25,8 +25,8 @@ async def _health(base_url: str) -> dict[str, object]:
         return (await client.get(f"{base_url}/health")).json()
 
 
-async def _wait_for_idle(base_url: str, timeout: float = 30.0) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
+async def _wait_for_idle(base_url: str, limit: float = 30.0) -> dict[str, object]:
+    deadline = time.monotonic() + limit
     while True:
         health = await _health(base_url)
         if health["active_sessions"] == 0 and health["queue_depth"] == 0 or time.monotonic() > deadline:
@@ -41,8 +41,9 @@ async def test_live_partials_arrive_before_stop_and_final_has_the_words(live_ser
     before_stop = [m for m in partials if m["received_at"] < result["stop_sent_at"]]
     assert before_stop, "partials must arrive while the person is still speaking"
     assert any(not m["committed"] for m in before_stop)
-    assert {m["segment_id"] for m in partials} == {m["segment_id"] for m in partials if m["committed"]}, \
+    assert {m["segment_id"] for m in partials} == {m["segment_id"] for m in partials if m["committed"]}, (
         "every live segment ends committed"
+    )
     assert all(set(m) >= {"segment_id", "text", "start", "end", "committed", "speaker"} for m in partials)
     committed_text = [m for m in partials if m["committed"] and m["text"]]
     assert committed_text and all(m["speaker"] == "SPEAKER_1" for m in committed_text), "live speaker labels"
@@ -85,8 +86,14 @@ async def test_bad_frames_get_errors_and_the_session_carries_on(live_server: str
     async with websockets.connect(ws_url(live_server)) as ws:
         await ws.send(pcm[:rate].tobytes())  # audio before start: allowed, 16 kHz defaults
         await ws.send(b"")  # empty frame: ignored
-        bad = ["not json", json.dumps([1, 2]), json.dumps({"type": "pause"}), json.dumps({"type": "start"}),
-               "[" * 2000 + "]" * 2000, json.dumps({"type": "start", "title": "x" * 10000})]
+        bad = [
+            "not json",
+            json.dumps([1, 2]),
+            json.dumps({"type": "pause"}),
+            json.dumps({"type": "start"}),
+            "[" * 2000 + "]" * 2000,
+            json.dumps({"type": "start", "title": "x" * 10000}),
+        ]
         for text in bad:
             await ws.send(text)
         await ws.send(pcm[rate:].tobytes())
@@ -100,8 +107,14 @@ async def test_bad_frames_get_errors_and_the_session_carries_on(live_server: str
                 extra = json.loads(await asyncio.wait_for(ws.recv(), 5))
                 assert extra["type"] != "final", "exactly one final per session"
     codes = [m["code"] for m in seen if m["type"] == "error"]
-    assert codes[:6] == ["invalid_json", "invalid_message", "unknown_type", "already_started",
-                         "invalid_json", "message_too_long"]
+    assert codes[:6] == [
+        "invalid_json",
+        "invalid_message",
+        "unknown_type",
+        "already_started",
+        "invalid_json",
+        "message_too_long",
+    ]
     assert "already_stopped" in codes and "audio_after_stop" in codes
     assert all(m["message"] for m in seen if m["type"] == "error")
     assert "quarterly" in final["transcript"].lower(), "audio around the bad frames is kept"
@@ -182,7 +195,7 @@ async def test_abrupt_disconnects_leak_nothing_and_recorded_audio_is_finished(tm
         await ws.send(pcm.tobytes())
         await asyncio.sleep(0.5)
         ws.transport.abort()  # mid-recording, with speech: policy says finish it in the background
-        health = await _wait_for_idle(base_url, timeout=60)
+        health = await _wait_for_idle(base_url, limit=60)
         assert health["active_sessions"] == 0 and health["queue_depth"] == 0
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"{base_url}/metrics")).text
@@ -276,11 +289,17 @@ async def test_token_and_origin_are_checked_before_accept(tmp_path: Path) -> Non
 async def test_metrics_exposes_the_contract_series(live_server: str) -> None:
     async with httpx.AsyncClient() as client:
         text = (await client.get(f"{live_server}/metrics")).text
-    for name in ("meeting_assistant_inference_queue_depth{backend=\"asyncio\"}", "meeting_assistant_asr_latency_seconds",
-                 "meeting_assistant_diarization_latency_seconds", "meeting_assistant_llm_latency_seconds",
-                 "meeting_assistant_end_to_end_latency_seconds", "meeting_assistant_jobs_total",
-                 "meeting_assistant_job_failures_total", "meeting_assistant_llm_failures_total",
-                 "meeting_assistant_active_sessions"):
+    for name in (
+        'meeting_assistant_inference_queue_depth{backend="asyncio"}',
+        "meeting_assistant_asr_latency_seconds",
+        "meeting_assistant_diarization_latency_seconds",
+        "meeting_assistant_llm_latency_seconds",
+        "meeting_assistant_end_to_end_latency_seconds",
+        "meeting_assistant_jobs_total",
+        "meeting_assistant_job_failures_total",
+        "meeting_assistant_llm_failures_total",
+        "meeting_assistant_active_sessions",
+    ):
         assert name in text
     health = await _health(live_server)
     assert health["status"] == "ok" and health["workers"] >= 1 and "queue_depth" in health

@@ -53,7 +53,10 @@ def test_silence_gives_no_segments(recognizer: WhisperRecognizer) -> None:
     ("draft", "expected"),
     [
         ("Okay, well I think. Okay, well I think. Okay, well", "Okay, well I think."),
-        ("I will send the budget report to the fire. I will send the budget", "I will send the budget report to the fire."),
+        (
+            "I will send the budget report to the fire. I will send the budget",
+            "I will send the budget report to the fire.",
+        ),
         ("Perfect Perfect Perfect", "Perfect"),
         ("Bye. Bye. Bye. Bye.", "Bye."),
         ("I will send the report by Friday.", "I will send the report by Friday."),

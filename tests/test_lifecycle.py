@@ -24,15 +24,27 @@ pytestmark = pytest.mark.timeout(180)
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("ASR_", "LLM_", "AUDIO_"))}
-    env.update({"LLM_PROVIDER_ORDER": "offline", "MEETING_LOG_PATH": str(tmp_path / "meetings.jsonl"),
-                "LOG_LEVEL": "INFO", **extra})
+    env.update(
+        {
+            "LLM_PROVIDER_ORDER": "offline",
+            "MEETING_LOG_PATH": str(tmp_path / "meetings.jsonl"),
+            "LOG_LEVEL": "INFO",
+            **extra,
+        }
+    )
     return env
 
 
 def _start(tmp_path: Path, **extra: str) -> subprocess.Popen[str]:
     # Run from tmp_path so no developer .env is read; app.py is found by path.
-    return subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=_env(tmp_path, **extra),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=tmp_path,
+        env=_env(tmp_path, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ def recognizer(tmp_path_factory: pytest.TempPathFactory) -> WhisperRecognizer:
     return load_recognizer(make_settings(tmp_path_factory.mktemp("live")), Metrics())
 
 
-def _stream(recognizer: WhisperRecognizer, pcm: np.ndarray, key: str | None = None,
-            max_utterance: float = 8.0) -> tuple[list[tuple[float, TranscriptUpdate]], LiveTranscriber]:
+def _stream(
+    recognizer: WhisperRecognizer, pcm: np.ndarray, key: str | None = None, max_utterance: float = 8.0
+) -> tuple[list[tuple[float, TranscriptUpdate]], LiveTranscriber]:
     buffer = SecureAudioBuffer(AudioCipher(key))
     live = LiveTranscriber(recognizer, buffer, LivePolicy(max_utterance=max_utterance))
     updates: list[tuple[float, TranscriptUpdate]] = []
@@ -41,9 +42,10 @@ def test_drafts_come_while_speaking_and_commits_never_change(recognizer: Whisper
     assert "morning" in " ".join(u.segment.text.lower() for t, u in drafts if t < 5.2)
     committed_ids = [u.segment_id for u in commits]
     assert committed_ids == sorted(set(committed_ids)), "each segment is committed once"
-    assert not any(u.segment_id in committed_ids[:i] for i, u in
-                   ((committed_ids.index(u.segment_id), u) for _, u in updates if not u.committed)), \
-        "no draft after its segment was committed"
+    assert not any(
+        u.segment_id in committed_ids[:i]
+        for i, u in ((committed_ids.index(u.segment_id), u) for _, u in updates if not u.committed)
+    ), "no draft after its segment was committed"
     text = " ".join(s.text for s in live.committed).lower()
     for phrase in ("launch plan", "website", "monday", "first of march", "budget report", "friday", "next week"):
         assert phrase in text
@@ -99,6 +101,14 @@ def test_forced_cuts_lose_no_sentence(recognizer: WhisperRecognizer, max_utteran
     pcm, _ = load_wav("meeting_two_voices.wav")
     _, live = _stream(recognizer, pcm, max_utterance=max_utterance)
     text = " ".join(s.text for s in live.committed).lower()
-    for phrase in ("good morning", "new website", "design is finished", "monday", "launch date",
-                   "budget report", "friday", "next week to check the progress"):
+    for phrase in (
+        "good morning",
+        "new website",
+        "design is finished",
+        "monday",
+        "launch date",
+        "budget report",
+        "friday",
+        "next week to check the progress",
+    ):
         assert phrase in text

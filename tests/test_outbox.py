@@ -45,3 +45,14 @@ async def test_get_waits_for_a_message_and_ends_after_close() -> None:
     outbox.close()
     outbox.put({"type": "status"})  # ignored after close
     assert await outbox.get() is None
+
+
+async def test_drained_waits_until_the_queue_is_empty() -> None:
+    outbox = Outbox()
+    await asyncio.wait_for(outbox.drained(), 1)  # empty at first
+    outbox.put({"type": "status"})
+    waiter = asyncio.create_task(outbox.drained())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    await outbox.get()
+    await asyncio.wait_for(waiter, 1)
