@@ -6,13 +6,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SYSTEM_PACKAGES := espeak-ng sox chromium
 
-.PHONY: run test setup setup-dev system-deps bench clean
+.PHONY: run test lint setup setup-dev system-deps bench clean
 
 run: setup
 	$(PY) app.py
 
 test: setup-dev system-deps
 	$(PY) -m pytest
+
+lint: setup-dev
+	$(VENV)/bin/ruff check .
 
 bench: setup-dev
 	$(PY) bench/stream_bench.py
