@@ -192,7 +192,7 @@ class LiveTranscriber:
         segments = self._transcribe(context, end, "")
         cut = start / SAMPLE_RATE
         last_committed = _key(self.committed[-1].words[-1].text) if self.committed and self.committed[-1].words else ""
-        kept = []
+        kept: list[Segment] = []
         for segment in segments:
             words = [word for word in segment.words if word.end > cut]
             if not kept and words and words[0].start < cut and _key(words[0].text) == last_committed:

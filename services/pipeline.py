@@ -158,7 +158,7 @@ class MeetingPipeline:
             return segments
 
     async def _summarize(
-        self, session_id: str, title: str | None, segments: list[Segment], errors: list[str]
+        self, session_id: str, title: str | None, segments: Sequence[Segment], errors: list[str]
     ) -> tuple[MeetingSummary, str]:
         self.metrics.jobs_total.labels(stage="summary").inc()
         outcome = await self.llm.summarize_meeting(segments, title=title, session_id=session_id)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -147,7 +148,7 @@ class RecordingSession:
         if self.state is not SessionState.DONE:
             self._outbox.close()  # the background job finishes; nobody is left to read its messages
 
-    async def _dispatch(self, message: dict[str, Any]) -> bool:
+    async def _dispatch(self, message: Mapping[str, Any]) -> bool:
         """Handle one frame; False when the socket must close."""
         try:
             if message.get("bytes") is not None:
