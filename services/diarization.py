@@ -103,12 +103,26 @@ class DiarizationService:
         """
         if self.name == "none" or not segments:
             return [_copy(segment) for segment in segments]
+        return self.apply_turns(segments, await self.speaker_turns(audio))
+
+    async def speaker_turns(self, audio: np.ndarray) -> list[SpeakerTurn]:
+        """Who spoke when in `audio` (the whole meeting); needs no transcript, so it can run while
+        the transcript is being finished.
+
+        Raises:
+            DiarizationError: the backend failed.
+        """
+        if self.name == "none":
+            return []
         started = time.perf_counter()
         backend = await self._backend()
         turns = await self._run(backend, audio)
-        labelled = assign_speakers(segments, turns)
         self._metrics.diarization_latency.labels(backend=backend.name).observe(time.perf_counter() - started)
-        return labelled
+        return turns
+
+    def apply_turns(self, segments: Sequence[Segment], turns: Sequence[SpeakerTurn]) -> list[Segment]:
+        """Label `segments` from `turns`, splitting a segment where the speaker changes."""
+        return assign_speakers(segments, turns)
 
     def live_tracker(self) -> LiveSpeakerTracker:
         """A fresh tracker for one recording session (uses the embedded encoder)."""

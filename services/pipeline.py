@@ -8,6 +8,7 @@ A failing step is listed in `errors` and the meeting goes on with what it has.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +26,7 @@ from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment, 
 if TYPE_CHECKING:
     from integrations.workflows import WorkflowRunner
     from services.diarization import DiarizationService, LiveSpeakerTracker
+    from services.diarization_backends.base import SpeakerTurn
     from services.llm_service import LLMService
 
 logger = logging.getLogger(__name__)
@@ -91,18 +93,22 @@ class MeetingPipeline:
         started_at: float,
         buffer: SecureAudioBuffer,
         segments: Sequence[Segment],
+        speaker_turns: asyncio.Task[list[SpeakerTurn]] | None,
         errors: list[str],
         report: StatusReport,
     ) -> dict[str, Any]:
         """Diarise, summarise and hand on a meeting whose transcript is complete; return `final`.
 
-        `errors` holds what already went wrong; each failing step adds its own line.
+        `speaker_turns` is the diarisation started at stop (`start_diarization`). `errors` holds
+        what already went wrong; each failing step adds its own line.
         """
         timings: dict[str, float] = {}
         segments = [segment for segment in segments if segment.text]
         if segments:
             report("diarizing", "Telling the speakers apart.")
-            segments = await self._timed(timings, "diarization", self._diarize(session_id, buffer, segments, errors))
+            segments = await self._timed(
+                timings, "diarization", self._diarize(session_id, speaker_turns, segments, errors)
+            )
             report("summarizing", "Writing the summary.")
             summary, provider = await self._timed(
                 timings, "summary", self._summarize(session_id, title, segments, errors)
@@ -143,14 +149,32 @@ class MeetingPipeline:
         finally:
             timings[name] = time.perf_counter() - started
 
-    async def _diarize(
-        self, session_id: str, buffer: SecureAudioBuffer, segments: list[Segment], errors: list[str]
-    ) -> list[Segment]:
+    def start_diarization(self, buffer: SecureAudioBuffer) -> asyncio.Task[list[SpeakerTurn]] | None:
+        """Start telling the speakers apart from the audio alone, at stop.
+
+        Diarisation needs no transcript, so it runs beside the last transcription step instead of
+        after it (on the two cores of a small server that halves its share of stop -> final).
+        """
         if self.diarization is None:
-            return segments
+            return None
         self.metrics.jobs_total.labels(stage="diarization").inc()
+        return asyncio.create_task(self._speaker_turns(self.diarization, buffer))
+
+    async def _speaker_turns(self, diarization: DiarizationService, buffer: SecureAudioBuffer) -> list[SpeakerTurn]:
+        audio = await self.run_model(buffer.read)  # decrypting a long meeting is model-sized work
+        return await diarization.speaker_turns(audio)
+
+    async def _diarize(
+        self,
+        session_id: str,
+        speaker_turns: asyncio.Task[list[SpeakerTurn]] | None,
+        segments: list[Segment],
+        errors: list[str],
+    ) -> list[Segment]:
+        if self.diarization is None or speaker_turns is None:
+            return segments
         try:
-            return await self.diarization.label_segments(buffer.read(), segments)
+            return self.diarization.apply_turns(segments, await speaker_turns)
         except MeetingAssistantError as exc:
             logger.warning("diarisation failed (session %s): %s", session_id, exc)
             self.metrics.job_failures.labels(stage="diarization").inc()

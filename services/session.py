@@ -314,6 +314,7 @@ class RecordingSession:
         self._outbox.put(status_message("transcribing", self.id, "Finishing the transcript."))
         if self._pump_task is not None:
             await self._pump_task  # let an in-flight live step finish: it shares the transcriber
+        speaker_turns = self._pipeline.start_diarization(self._buffer)
         errors: list[str] = []
         try:
             try:
@@ -329,6 +330,7 @@ class RecordingSession:
                 started_at=self._started_at,
                 buffer=self._buffer,
                 segments=self._transcriber.committed,
+                speaker_turns=speaker_turns,
                 errors=errors,
                 report=lambda status, text: self._outbox.put(status_message(status, self.id, text)),
             )
@@ -337,6 +339,8 @@ class RecordingSession:
             self._outbox.put(status_message("done", self.id, "Done: the transcript and summary follow."))
             self._outbox.put(final)  # the terminal message
         finally:
+            if speaker_turns is not None:
+                await _cancel(speaker_turns)  # unused when there was no speech
             self._end()
 
     async def _send_loop(self) -> None:
