@@ -21,7 +21,7 @@ from services.errors import MeetingAssistantError
 from services.live_transcriber import LivePolicy, LiveTranscriber
 from services.orchestrator import InferenceJob, Orchestrator
 from services.settings import Settings
-from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment, transcript_text
+from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment
 
 if TYPE_CHECKING:
     from integrations.workflows import WorkflowRunner
@@ -129,7 +129,7 @@ class MeetingPipeline:
         return {
             "type": "final",
             "session_id": session_id,
-            "transcript": transcript_text(record.segments),
+            "transcript": record.transcript,
             "segments": [segment.to_wire() for segment in record.segments],
             "summary": summary.to_wire(),
             "provider": provider,
