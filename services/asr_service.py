@@ -171,11 +171,18 @@ _VIDEO_OUTRO = re.compile(
 
 
 def _is_hallucination(piece) -> bool:  # type: ignore[no-untyped-def]
-    """Whisper invents text ("You", "Thank you for watching.") for silence and noise."""
+    """Whisper invents text ("You", "Thank you.", "Thanks for watching.") for silence and noise.
+
+    The no-speech probability alone is no verdict: it is one guess per 30 s window, and a window
+    that opens on a pause gets 0.5-0.6 however much speech follows, so it only condemns a piece
+    of three words or fewer (faster-whisper already drops confident no-speech with a low
+    log-probability).
+    """
     words = piece.words or []
     mean_probability = sum(w.probability for w in words) / len(words) if words else 1.0
+    few_words = len(words) <= 3
     return bool(
-        piece.no_speech_prob > 0.6 or (len(words) <= 3 and mean_probability < 0.2) or _VIDEO_OUTRO.search(piece.text)
+        (few_words and (piece.no_speech_prob > 0.6 or mean_probability < 0.2)) or _VIDEO_OUTRO.search(piece.text)
     )
 
 

@@ -78,6 +78,7 @@ class LiveTranscriber:
         self._vad_fed = 0
         self._next_id = 0
         self._pending: list[tuple[int, float]] = []  # (segment id, start time) of drafts shown, oldest first
+        self._drafts: dict[int, Segment] = {}  # the latest draft of each pending segment id
         self._draft_id: int | None = None  # id of the utterance being drafted
         self._drafted_until = 0
         self._head_retry_at = 0
@@ -151,6 +152,7 @@ class LiveTranscriber:
             self._draft_id = self._new_id()
             self._pending.append((self._draft_id, start / SAMPLE_RATE))
         segment = Segment(start=start / SAMPLE_RATE, end=end / SAMPLE_RATE, text=text)
+        self._drafts[self._draft_id] = segment
         return [TranscriptUpdate(self._draft_id, segment, committed=False)]
 
     def _freeze_draft(self, end: int) -> None:
@@ -159,7 +161,14 @@ class LiveTranscriber:
         self._draft_start = max(self._draft_start, end)
 
     def _commit_all(self, start: int, end: int) -> list[TranscriptUpdate]:
-        return self._emit_committed(self._careful(start, end), end=end)
+        segments = self._careful(start, end)
+        if not segments and self._pending and self._skipped_speech(start, end):
+            # Whisper returned nothing for a window the VAD calls speech (its no-speech guess can
+            # sit near the threshold when a window opens on a pause). The drafts the client
+            # already shows are better than losing what was said.
+            ids = [segment_id for segment_id, _ in self._pending]
+            return self._commit_pieces(ids, [self._drafts.get(i) or _empty() for i in ids], end=end)
+        return self._emit_committed(segments, end=end)
 
     def _careful(self, start: int, end: int, *, whole: bool = True) -> list[Segment]:
         """Careful segments for [start, end); speech Whisper skipped is decoded once more on its own.
@@ -235,7 +244,8 @@ class LiveTranscriber:
     def _draft_from_words(self, words: list[Word]) -> list[TranscriptUpdate]:
         self._draft_id = self._new_id()
         self._pending.append((self._draft_id, words[0].start))
-        return [TranscriptUpdate(self._draft_id, _segment_of(words), committed=False)]
+        self._drafts[self._draft_id] = _segment_of(words)
+        return [TranscriptUpdate(self._draft_id, self._drafts[self._draft_id], committed=False)]
 
     def _emit_committed(self, segments: list[Segment], *, end: int) -> list[TranscriptUpdate]:
         """Commit `segments` in place of the pending drafts, one segment per drafted utterance.
@@ -249,12 +259,15 @@ class LiveTranscriber:
             ids = [segment_id for segment_id, _ in self._pending]
         else:
             pieces, ids = segments, [self._new_id() for _ in segments]
+        return self._commit_pieces(ids, pieces, end=end)
+
+    def _commit_pieces(self, ids: list[int], pieces: list[Segment], *, end: int) -> list[TranscriptUpdate]:
         updates = []
         for segment_id, segment in zip(ids, pieces, strict=True):
             if segment.text:
                 self.committed.append(segment)
             updates.append(TranscriptUpdate(segment_id, segment, committed=True))
-        self._pending, self._draft_id = [], None
+        self._pending, self._draft_id, self._drafts = [], None, {}
         self._commit_start = self._draft_start = max(self._commit_start, end)
         return updates
 
@@ -286,7 +299,12 @@ def _deal_words(segments: list[Segment], starts: list[float]) -> list[Segment]:
         middle = (word.start + word.end) / 2
         index = max(0, sum(1 for start in starts if start <= middle) - 1)
         pieces[index].append(word)
-    return [_segment_of(piece) if piece else Segment(start=0.0, end=0.0, text="") for piece in pieces]
+    return [_segment_of(piece) if piece else _empty() for piece in pieces]
+
+
+def _empty() -> Segment:
+    """The committed form of a drafted utterance that turned out to hold no words."""
+    return Segment(start=0.0, end=0.0, text="")
 
 
 def _key(word: str) -> str:

@@ -45,6 +45,16 @@ def test_real_meeting_audio(recognizer: WhisperRecognizer) -> None:
     assert "ready to begin" in text
 
 
+def test_a_window_opening_on_a_pause_keeps_its_sentences(recognizer: WhisperRecognizer) -> None:
+    """Whisper's no-speech guess for this window is 0.6-0.65 although it holds two sentences.
+
+    Dropping on that guess alone once lost a reconnected session's whole transcript.
+    """
+    audio = _audio("meeting_two_voices.wav")[int(9.8 * 16000) : int(21.8 * 16000)]
+    text = " ".join(s.text for s in recognizer.transcribe(audio, offset=9.8)).lower()
+    assert "launch date" in text and "budget report" in text
+
+
 def test_silence_gives_no_segments(recognizer: WhisperRecognizer) -> None:
     assert recognizer.transcribe(np.zeros(16000 * 3, dtype=np.float32), offset=0.0) == []
 
@@ -87,3 +97,4 @@ def test_video_outro_hallucinations_are_dropped() -> None:
     assert _is_hallucination(piece(" You", probability=0.03))
     assert _is_hallucination(piece(" Right, the budget.", no_speech=0.9))
     assert not _is_hallucination(piece(" Thank you, Alice, that was helpful."))
+    assert not _is_hallucination(piece(" I will send the budget report to the finance team.", no_speech=0.65))

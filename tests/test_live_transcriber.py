@@ -112,3 +112,31 @@ def test_forced_cuts_lose_no_sentence(recognizer: WhisperRecognizer, max_utteran
         "next week to check the progress",
     ):
         assert phrase in text
+
+
+class _SilentCarefulPass:
+    """The real recognizer, except that its careful pass hears nothing (fault injection).
+
+    Whisper does this for a whole window now and then (a high no-speech guess, a skipped
+    window); the words the client was shown must not vanish with it.
+    """
+
+    def __init__(self, recognizer: WhisperRecognizer) -> None:
+        self._recognizer = recognizer
+
+    def draft(self, audio: np.ndarray, prompt: str = "") -> str:
+        return self._recognizer.draft(audio, prompt)
+
+    def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list:  # type: ignore[type-arg]
+        return []
+
+
+def test_drafts_are_committed_when_the_careful_pass_returns_nothing(recognizer: WhisperRecognizer) -> None:
+    pcm, _ = load_wav("meeting_two_voices.wav")
+    updates, live = _stream(_SilentCarefulPass(recognizer), pcm)  # type: ignore[arg-type]
+    drafted = {u.segment_id for _, u in updates if not u.committed}
+    committed = {u.segment_id: u.segment.text for _, u in updates if u.committed}
+    assert drafted <= committed.keys(), "every draft shown is settled under its own id"
+    text = " ".join(s.text for s in live.committed).lower()
+    for word in ("morning", "website", "monday", "budget"):
+        assert word in text
