@@ -25,9 +25,7 @@ ONLINE_SIMILARITY = 0.5
 """Live: cosine similarity to a centroid needed to reuse that speaker."""
 
 
-def cluster(
-    embeddings: np.ndarray, min_speakers: int | None = None, max_speakers: int | None = None
-) -> np.ndarray:
+def cluster(embeddings: np.ndarray, min_speakers: int | None = None, max_speakers: int | None = None) -> np.ndarray:
     """Cluster ids (0..k-1, in order of first appearance) for each row of `embeddings`."""
     count = len(embeddings)
     if count < 3 or max_speakers == 1:

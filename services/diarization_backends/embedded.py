@@ -31,9 +31,7 @@ MIN_REGION_SECONDS = 0.3
 """Speech shorter than this is too short to tell who spoke; it gets no window of its own."""
 
 BRIDGE_SECONDS = 0.5
-VAD_OPTIONS = VadOptions(
-    threshold=0.35, min_speech_duration_ms=200, min_silence_duration_ms=250, speech_pad_ms=60
-)
+VAD_OPTIONS = VadOptions(threshold=0.35, min_speech_duration_ms=200, min_silence_duration_ms=250, speech_pad_ms=60)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,9 +42,7 @@ def check_loadable(checkpoint: str, token: str | None) -> None:
             "(and accept the model's conditions on Hugging Face) or point PYANNOTE_PIPELINE at a local copy"
         )
     if not pyannote_installed():
-        raise DiarizationError(
-            "pyannote.audio is not installed; install it with `pip install -r requirements-gpu.txt`"
-        )
+        raise DiarizationError("pyannote.audio is not installed; install it with `pip install -r requirements-gpu.txt`")
 
 
 class PyannoteBackend:
