@@ -2,7 +2,10 @@
 
     build_diarization_service(settings, executor, metrics) -> DiarizationService
         .label_segments(audio, segments)  final pass: every segment labelled, split at speaker changes
-        .live_tracker() -> LiveSpeakerTracker  one per session: .label(audio, start, end) -> "SPEAKER_n"
+        .session_speakers(id) -> SessionSpeakers  one per session:
+            .label(audio, start, end) -> "SPEAKER_n"   provisional label of a committed live segment
+            .catch_up(buffer)                        embed the speech that ended (while recording)
+            .turns(buffer) -> [SpeakerTurn]          at stop: who spoke when in the whole recording
 
 Backends (`services/diarization_backends/`) answer "who spoke when" for the whole recording; this
 module aligns their turns with the transcript's word times and names speakers SPEAKER_1, SPEAKER_2,
@@ -19,38 +22,54 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from observability import Metrics
+from services.audio_buffer import SecureAudioBuffer
 from services.diarization_backends import nemo_backend, pyannote_backend
 from services.diarization_backends.alignment import assign_speakers
 from services.diarization_backends.base import DiarizationBackend, SpeakerTurn
 from services.diarization_backends.clustering import OnlineClusters
-from services.diarization_backends.embedded import EmbeddedBackend
-from services.errors import DiarizationError
+from services.diarization_backends.embedded import EmbeddedBackend, StreamingDiarizer
+from services.errors import DiarizationError, MeetingAssistantError
 from services.settings import Settings
 from services.types import SAMPLE_RATE, Segment
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DiarizationService", "LiveSpeakerTracker", "build_diarization_service"]
+__all__ = ["DiarizationService", "SessionSpeakers", "build_diarization_service"]
+
+T = TypeVar("T")
+CATCH_UP_SECONDS = 5.0
+"""How much new audio the session's final diarisation lets pass before embedding what ended."""
 
 
-class LiveSpeakerTracker:
-    """Provisional speaker labels for one recording session's committed live segments."""
+class SessionSpeakers:
+    """The speakers of one recording session: provisional live labels, then the final turns.
+
+    With the embedded backend the final diarisation is done while the meeting is recorded:
+    `catch_up` embeds the speech that has ended every `CATCH_UP_SECONDS`, so at stop only the
+    last speech and the clustering are left. A heavy backend (pyannote, NeMo) diarises the whole
+    recording at stop.
+    """
 
     def __init__(
         self,
+        service: DiarizationService,
         embedder: EmbeddedBackend | None,
-        executor: concurrent.futures.Executor,
-        max_speakers: int | None = None,
+        streaming: StreamingDiarizer | None,
+        session_id: str,
     ) -> None:
+        self._service = service
         self._embedder = embedder
-        self._executor = executor
-        self._clusters = OnlineClusters(max_speakers=max_speakers)
+        self._streaming = streaming
+        self._session_id = session_id
+        self._clusters = OnlineClusters(max_speakers=service.max_speakers)
         self._lock = asyncio.Lock()
+        self._fed_to = 0
+        self._feeding: asyncio.Task[None] | None = None
 
     async def label(self, audio: np.ndarray, start: float, end: float) -> str | None:
         """A label consistent across the session (SPEAKER_1, …), or None when too short to tell.
@@ -59,13 +78,70 @@ class LiveSpeakerTracker:
         """
         if self._embedder is None or len(audio) < SAMPLE_RATE // 2:
             return None
-        loop = asyncio.get_running_loop()
-        embedding = await loop.run_in_executor(self._executor, self._embedder.embed_segment, audio)
+        embedding = await self._service.run(self._embedder.embed_segment, audio)
         if embedding is None:
             return None
         async with self._lock:  # commits arrive in order; keep the centroid updates in that order
             index = self._clusters.assign(embedding, weight=max(end - start, 0.5))
         return f"SPEAKER_{index + 1}"
+
+    @property
+    def settled_seconds(self) -> float | None:
+        """How far into the recording the final diarisation is done; None when it all waits for stop."""
+        return self._streaming.settled / SAMPLE_RATE if self._streaming is not None else None
+
+    def catch_up(self, buffer: SecureAudioBuffer) -> asyncio.Task[None] | None:
+        """Start embedding the speech that ended since the last time, if enough audio has come.
+
+        Returns at once; the task it started (if any) needs no awaiting.
+        """
+        if self._streaming is None or (self._feeding is not None and not self._feeding.done()):
+            return None
+        if buffer.samples - self._fed_to < CATCH_UP_SECONDS * SAMPLE_RATE:
+            return None
+        self._fed_to = buffer.samples
+        self._feeding = asyncio.create_task(self._feed(self._streaming, buffer, self._fed_to))
+        return self._feeding
+
+    async def turns(self, buffer: SecureAudioBuffer) -> list[SpeakerTurn]:
+        """Who spoke when in the whole recording (call once, after the last audio).
+
+        Raises:
+            DiarizationError: the backend failed.
+        """
+        if self._feeding is not None:
+            await self._feeding
+        streaming = self._streaming
+        if streaming is None:
+            return await self._service.speaker_turns(await self._service.run(buffer.read))
+        started = time.perf_counter()
+
+        def finish() -> list[SpeakerTurn]:
+            streaming.feed(buffer.read(streaming.settled), final=True)
+            return streaming.turns(self._service.min_speakers, self._service.max_speakers)
+
+        try:
+            turns = await self._service.run(finish)
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            raise DiarizationError(f"embedded diarisation failed: {exc}") from exc
+        self._service.observe(EmbeddedBackend.name, time.perf_counter() - started)
+        return turns
+
+    def close(self) -> None:
+        """Stop waiting for embedding work in flight (the recording ended without a final)."""
+        if self._feeding is not None:
+            self._feeding.cancel()
+
+    async def _feed(self, streaming: StreamingDiarizer, buffer: SecureAudioBuffer, end: int) -> None:
+        try:
+            await self._service.run(lambda: streaming.feed(buffer.read(streaming.settled, end)))
+        except (MeetingAssistantError, RuntimeError, ValueError, MemoryError) as exc:
+            logger.warning(
+                "diarisation while recording failed (session %s): %s; the whole recording is diarised at stop",
+                self._session_id,
+                exc,
+            )
+            self._streaming = None
 
 
 class DiarizationService:
@@ -117,17 +193,26 @@ class DiarizationService:
         started = time.perf_counter()
         backend = await self._backend()
         turns = await self._run(backend, audio)
-        self._metrics.diarization_latency.labels(backend=backend.name).observe(time.perf_counter() - started)
+        self.observe(backend.name, time.perf_counter() - started)
         return turns
 
     def apply_turns(self, segments: Sequence[Segment], turns: Sequence[SpeakerTurn]) -> list[Segment]:
         """Label `segments` from `turns`, splitting a segment where the speaker changes."""
         return assign_speakers(segments, turns)
 
-    def live_tracker(self) -> LiveSpeakerTracker:
-        """A fresh tracker for one recording session (uses the embedded encoder)."""
+    def session_speakers(self, session_id: str) -> SessionSpeakers:
+        """Live labels and final turns for one recording session."""
         embedder = self._embedded if self.name != "none" else None
-        return LiveSpeakerTracker(embedder, self._executor, self.max_speakers)
+        streams = self.name == EmbeddedBackend.name and self._heavy_loader is None and self._embedded is not None
+        streaming = StreamingDiarizer(self._embedded) if streams and self._embedded is not None else None
+        return SessionSpeakers(self, embedder, streaming, session_id)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking model work on the inference executor."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def observe(self, backend: str, seconds: float) -> None:
+        self._metrics.diarization_latency.labels(backend=backend).observe(seconds)
 
     async def aclose(self) -> None:
         """Release the models."""
@@ -144,16 +229,15 @@ class DiarizationService:
             if self._heavy is None and self._heavy_loader is not None:
                 loader, self._heavy_loader = self._heavy_loader, None
                 try:
-                    self._heavy = await asyncio.get_running_loop().run_in_executor(self._executor, loader)
+                    self._heavy = await self.run(loader)
                 except DiarizationError as exc:
                     self._fall_back(str(exc))
         return self._heavy or self._embedded_or_raise()
 
     async def _run(self, backend: DiarizationBackend, audio: np.ndarray) -> list[SpeakerTurn]:
-        loop = asyncio.get_running_loop()
-        call = (backend.diarize, audio, self.min_speakers, self.max_speakers)
+        hints = (self.min_speakers, self.max_speakers)
         try:
-            return await loop.run_in_executor(self._executor, *call)
+            return await self.run(backend.diarize, audio, *hints)
         except DiarizationError as exc:
             if backend is self._embedded or self._embedded is None:
                 raise
@@ -162,7 +246,7 @@ class DiarizationService:
             )
         except (RuntimeError, ValueError, MemoryError) as exc:
             raise DiarizationError(f"{backend.name} diarisation failed: {exc}") from exc
-        return await loop.run_in_executor(self._executor, self._embedded_or_raise().diarize, audio, *call[2:])
+        return await self.run(self._embedded_or_raise().diarize, audio, *hints)
 
     def _fall_back(self, reason: str) -> None:
         _warn_fallback(self.name, reason)
@@ -215,9 +299,19 @@ def build_diarization_service(
     When pyannote or NeMo is asked for but cannot be had, logs one warning and uses the embedded
     diariser. `DIARIZATION_BACKEND=none` turns diarisation off (segments keep `speaker=None`).
     """
-    hints = {"min_speakers": settings.diarization_min_speakers, "max_speakers": settings.diarization_max_speakers}
+
+    def service(embedded: EmbeddedBackend | None, **heavy: Any) -> DiarizationService:
+        return DiarizationService(
+            executor,
+            metrics,
+            embedded,
+            min_speakers=settings.diarization_min_speakers,
+            max_speakers=settings.diarization_max_speakers,
+            **heavy,
+        )
+
     if settings.diarization_backend == "none":
-        return DiarizationService(executor, metrics, None, **hints)
+        return service(None)
     try:
         embedded: EmbeddedBackend | None = EmbeddedBackend.build()
     except DiarizationError as exc:
@@ -225,10 +319,10 @@ def build_diarization_service(
         embedded = None
     choice = _heavy_choice(settings)
     if choice is None:
-        return DiarizationService(executor, metrics, embedded, **hints)
+        return service(embedded)
     try:
         loader = _heavy_loader(choice, settings)
     except DiarizationError as exc:
         _warn_fallback(choice, str(exc))
-        return DiarizationService(executor, metrics, embedded, **hints)
-    return DiarizationService(executor, metrics, embedded, heavy_loader=loader, heavy_name=choice, **hints)
+        return service(embedded)
+    return service(embedded, heavy_loader=loader, heavy_name=choice)

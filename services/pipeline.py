@@ -25,7 +25,7 @@ from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment
 
 if TYPE_CHECKING:
     from integrations.workflows import WorkflowRunner
-    from services.diarization import DiarizationService, LiveSpeakerTracker
+    from services.diarization import DiarizationService, SessionSpeakers
     from services.diarization_backends.base import SpeakerTurn
     from services.llm_service import LLMService
 
@@ -75,8 +75,8 @@ class MeetingPipeline:
     def new_transcriber(self, buffer: SecureAudioBuffer) -> LiveTranscriber:
         return LiveTranscriber(self.recognizer, buffer, self._live_policy)
 
-    def new_speaker_tracker(self) -> LiveSpeakerTracker | None:
-        return self.diarization.live_tracker() if self.diarization is not None else None
+    def new_session_speakers(self, session_id: str) -> SessionSpeakers | None:
+        return self.diarization.session_speakers(session_id) if self.diarization is not None else None
 
     async def run_model(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self.orchestrator.run_model(fn, *args, **kwargs)
@@ -149,20 +149,18 @@ class MeetingPipeline:
         finally:
             timings[name] = time.perf_counter() - started
 
-    def start_diarization(self, buffer: SecureAudioBuffer) -> asyncio.Task[list[SpeakerTurn]] | None:
-        """Start telling the speakers apart from the audio alone, at stop.
+    def start_diarization(
+        self, speakers: SessionSpeakers | None, buffer: SecureAudioBuffer
+    ) -> asyncio.Task[list[SpeakerTurn]] | None:
+        """Finish telling the speakers apart from the audio alone, at stop.
 
         Diarisation needs no transcript, so it runs beside the last transcription step instead of
         after it (on the two cores of a small server that halves its share of stop -> final).
         """
-        if self.diarization is None:
+        if speakers is None:
             return None
         self.metrics.jobs_total.labels(stage="diarization").inc()
-        return asyncio.create_task(self._speaker_turns(self.diarization, buffer))
-
-    async def _speaker_turns(self, diarization: DiarizationService, buffer: SecureAudioBuffer) -> list[SpeakerTurn]:
-        audio = await self.run_model(buffer.read)  # decrypting a long meeting is model-sized work
-        return await diarization.speaker_turns(audio)
+        return asyncio.create_task(speakers.turns(buffer))
 
     async def _diarize(
         self,

@@ -84,7 +84,7 @@ class RecordingSession:
         self.state = SessionState.CONNECTED
         self._buffer = pipeline.new_buffer()
         self._transcriber: LiveTranscriber = pipeline.new_transcriber(self._buffer)
-        self._tracker = pipeline.new_speaker_tracker()
+        self._speakers = pipeline.new_session_speakers(session_id)
         self._outbox = Outbox(on_drop=self._metrics.partials_dropped.inc)
         self._decoder = PcmDecoder(SAMPLE_RATE)
         self._title: str | None = None
@@ -259,6 +259,8 @@ class RecordingSession:
                 continue
             try:
                 await self._advance(self._transcriber.advance)
+                if self._speakers is not None:
+                    self._speakers.catch_up(self._buffer)
             except Exception:  # a failed draft must not end the recording; the final pass retries the audio
                 logger.exception("live transcription step failed (session %s)", self.id)
                 self._metrics.job_failures.labels(stage="asr_live").inc()
@@ -275,11 +277,11 @@ class RecordingSession:
 
     async def _label_live(self, update: TranscriptUpdate) -> None:
         segment = update.segment
-        if self._tracker is None or not update.committed or not segment.text:
+        if self._speakers is None or not update.committed or not segment.text:
             return
         audio = self._buffer.read(int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE))
         try:
-            segment.speaker = await self._tracker.label(audio, segment.start, segment.end)
+            segment.speaker = await self._speakers.label(audio, segment.start, segment.end)
         except Exception:  # a live label is a nicety: the final pass labels every segment again
             logger.warning("live speaker label failed (session %s)", self.id, exc_info=True)
 
@@ -305,6 +307,8 @@ class RecordingSession:
             self._end()
 
     def _end(self) -> None:
+        if self._speakers is not None:
+            self._speakers.close()
         self._buffer.clear()
         self.state = SessionState.DONE
         self._outbox.close()
@@ -314,7 +318,7 @@ class RecordingSession:
         self._outbox.put(status_message("transcribing", self.id, "Finishing the transcript."))
         if self._pump_task is not None:
             await self._pump_task  # let an in-flight live step finish: it shares the transcriber
-        speaker_turns = self._pipeline.start_diarization(self._buffer)
+        speaker_turns = self._pipeline.start_diarization(self._speakers, self._buffer)
         errors: list[str] = []
         try:
             try:

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from observability import Metrics
-from services.diarization import DiarizationService, build_diarization_service
+from services.audio_buffer import AudioCipher, SecureAudioBuffer
+from services.diarization import CATCH_UP_SECONDS, DiarizationService, build_diarization_service
 from services.diarization_backends.alignment import assign_speakers
 from services.diarization_backends.base import SpeakerTurn
 from services.settings import Settings, load_settings
@@ -128,7 +129,7 @@ async def test_latency_is_recorded_by_backend(executor: ThreadPoolExecutor) -> N
 
 async def test_live_tracker_labels_committed_segments_consistently(service: DiarizationService) -> None:
     audio = _audio("meeting_two_voices")
-    tracker = service.live_tracker()
+    tracker = service.session_speakers("live-labels")
     labels = []
     for turn in _turns("meeting_two_voices"):
         start, end = float(turn["start"]), float(turn["end"])  # type: ignore[arg-type]
@@ -136,6 +137,38 @@ async def test_live_tracker_labels_committed_segments_consistently(service: Diar
     assert labels == ["SPEAKER_1", "SPEAKER_2", "SPEAKER_1", "SPEAKER_2", "SPEAKER_1"]
     assert await tracker.label(np.zeros(SAMPLE_RATE // 10, dtype=np.float32), 0.0, 0.1) is None
     assert await tracker.label(np.zeros(2 * SAMPLE_RATE, dtype=np.float32), 0.0, 2.0) is None
+
+
+async def test_speakers_are_embedded_while_recording_and_match_the_whole_recording(
+    service: DiarizationService,
+) -> None:
+    """Audio arrives in 0.4 s frames; at stop only the last turn is left to embed."""
+    audio = _audio("meeting_three_voices")
+    pcm = (audio * 32767).astype(np.int16)
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    speakers = service.session_speakers("streaming")
+    frame = int(0.4 * SAMPLE_RATE)
+    for offset in range(0, len(pcm), frame):
+        buffer.append(pcm[offset : offset + frame])
+        if (embedding := speakers.catch_up(buffer)) is not None:
+            await embedding  # a real session records on meanwhile; waiting keeps the test deterministic
+    settled = speakers.settled_seconds
+    assert settled is not None and settled >= len(pcm) / SAMPLE_RATE - CATCH_UP_SECONDS - 3.5
+    turns = await speakers.turns(buffer)
+    whole = await service.speaker_turns(buffer.read())
+    assert [t.speaker for t in turns] == [t.speaker for t in whole]
+    assert all(abs(a.start - b.start) < 0.3 and abs(a.end - b.end) < 0.3 for a, b in zip(turns, whole, strict=True))
+    labelled = service.apply_turns(_segments("meeting_three_voices"), turns)
+    assert [s.speaker for s in labelled] == [f"SPEAKER_{n}" for n in (1, 2, 3, 1, 2, 3)]
+
+
+async def test_silence_while_recording_gives_no_turns(service: DiarizationService) -> None:
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    speakers = service.session_speakers("silent")
+    for _ in range(40):
+        buffer.append(np.zeros(int(0.4 * SAMPLE_RATE), dtype=np.int16))
+        speakers.catch_up(buffer)
+    assert await speakers.turns(buffer) == []
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pyannote.audio") is not None, reason="pyannote.audio is installed")
@@ -169,7 +202,7 @@ async def test_backend_none_leaves_segments_unlabelled(executor: ThreadPoolExecu
     off = build_diarization_service(_settings(diarization_backend="none"), executor, Metrics())
     labelled = await off.label_segments(_audio("one_voice"), _segments("one_voice"))
     assert off.name == "none" and {s.speaker for s in labelled} == {None}
-    assert await off.live_tracker().label(_audio("one_voice"), 0.0, 1.0) is None
+    assert await off.session_speakers("off").label(_audio("one_voice"), 0.0, 1.0) is None
     await off.aclose()
 
 

@@ -31,6 +31,8 @@ MIN_REGION_SECONDS = 0.3
 """Speech shorter than this is too short to tell who spoke; it gets no window of its own."""
 
 BRIDGE_SECONDS = 0.5
+OPEN_SECONDS = 1.0
+"""While recording, speech that ends closer than this to the end of the audio may go on."""
 VAD_OPTIONS = VadOptions(threshold=0.35, min_speech_duration_ms=200, min_silence_duration_ms=250, speech_pad_ms=60)
 
 
@@ -141,14 +143,9 @@ class EmbeddedBackend:
         self, audio: np.ndarray, min_speakers: int | None = None, max_speakers: int | None = None
     ) -> list[SpeakerTurn]:
         """Speaker turns of a whole recording; [] when there is no usable speech."""
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
-        groups = sliding_windows(speech_regions(audio))
-        windows = [window for group in groups for window in group]
-        if not windows:
-            return []
-        embeddings = self.encoder.embed([audio[w.start : w.end] for w in windows])
-        labels = cluster(embeddings, min_speakers, max_speakers)
-        return bridge_gaps(windows_to_turns(groups, [int(label) for label in labels]))
+        recording = StreamingDiarizer(self)
+        recording.feed(audio, final=True)
+        return recording.turns(min_speakers, max_speakers)
 
     def embed_segment(self, audio: np.ndarray) -> np.ndarray | None:
         """One embedding of the speech in `audio` (VAD-trimmed), or None if there is too little."""
@@ -162,3 +159,51 @@ class EmbeddedBackend:
 
     def close(self) -> None:
         return None
+
+
+class StreamingDiarizer:
+    """The embedded diariser over a recording in progress: windows are embedded as speech closes.
+
+    `feed` takes the audio from `settled` to now; speech regions that have ended (followed by
+    `OPEN_SECONDS` of audio) get their windows embedded and the audio up to there is settled, so
+    at the end only the last region or two and the clustering are left. The VAD restarts at each
+    settled point, which lies in a pause. Not thread-safe: one `feed` or `turns` at a time.
+    """
+
+    def __init__(self, backend: EmbeddedBackend) -> None:
+        self._encoder = backend.encoder
+        self.settled = 0
+        """Sample before which the recording has been looked at for good."""
+        self._groups: list[list[Window]] = []
+        self._embeddings: list[np.ndarray] = []
+
+    def feed(self, audio: np.ndarray, *, final: bool = False) -> None:
+        """Embed the speech in `audio` (the recording from `settled` on) that is over."""
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        regions = speech_regions(audio)
+        limit = len(audio) if final else len(audio) - int(OPEN_SECONDS * SAMPLE_RATE)
+        closed = [region for region in regions if region[1] <= limit]
+        open_regions = regions[len(closed) :]
+        groups = [
+            [Window(self.settled + w.start, self.settled + w.end) for w in group] for group in sliding_windows(closed)
+        ]
+        windows = [w for group in groups for w in group]
+        if windows:
+            self._embeddings.append(
+                self._encoder.embed([audio[w.start - self.settled : w.end - self.settled] for w in windows])
+            )
+            self._groups += groups
+        if closed:
+            advance = closed[-1][1]
+        elif open_regions:
+            advance = max(0, open_regions[0][0] - int(VAD_OPTIONS.speech_pad_ms * SAMPLE_RATE / 1000))
+        else:
+            advance = max(0, limit)
+        self.settled += advance
+
+    def turns(self, min_speakers: int | None = None, max_speakers: int | None = None) -> list[SpeakerTurn]:
+        """Cluster every window embedded so far into speaker turns; [] when there was no speech."""
+        if not self._groups:
+            return []
+        labels = cluster(np.concatenate(self._embeddings), min_speakers, max_speakers)
+        return bridge_gaps(windows_to_turns(self._groups, [int(label) for label in labels]))
