@@ -22,6 +22,7 @@ from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.diarization import CATCH_UP_SECONDS, DiarizationService, build_diarization_service
 from services.diarization_backends.alignment import assign_speakers
 from services.diarization_backends.base import SpeakerTurn
+from services.errors import AudioDecryptionError
 from services.settings import Settings, load_settings
 from services.types import SAMPLE_RATE, Segment, Word
 
@@ -160,6 +161,35 @@ async def test_speakers_are_embedded_while_recording_and_match_the_whole_recordi
     assert all(abs(a.start - b.start) < 0.3 and abs(a.end - b.end) < 0.3 for a, b in zip(turns, whole, strict=True))
     labelled = service.apply_turns(_segments("meeting_three_voices"), turns)
     assert [s.speaker for s in labelled] == [f"SPEAKER_{n}" for n in (1, 2, 3, 1, 2, 3)]
+
+
+class _FailsOnceBuffer(SecureAudioBuffer):
+    """A buffer whose first read fails, as a corrupted chunk would (fault injection)."""
+
+    failed = False
+
+    def read(self, start: int = 0, end: int | None = None) -> np.ndarray:
+        if not self.failed:
+            self.failed = True
+            raise AudioDecryptionError("Audio decryption failed: injected")
+        return super().read(start, end)
+
+
+async def test_a_failure_while_recording_leaves_the_whole_recording_to_stop(
+    service: DiarizationService, caplog: pytest.LogCaptureFixture
+) -> None:
+    pcm = (_audio("meeting_two_voices") * 32767).astype(np.int16)
+    buffer = _FailsOnceBuffer(AudioCipher(None))
+    speakers = service.session_speakers("flaky")
+    buffer.append(pcm[: 6 * SAMPLE_RATE])
+    embedding = speakers.catch_up(buffer)
+    assert embedding is not None
+    await embedding
+    assert speakers.settled_seconds is None, "nothing is embedded early any more"
+    assert any("flaky" in r.getMessage() and "diarised at stop" in r.getMessage() for r in caplog.records)
+    buffer.append(pcm[6 * SAMPLE_RATE :])
+    labelled = service.apply_turns(_segments("meeting_two_voices"), await speakers.turns(buffer))
+    assert [s.speaker for s in labelled] == ["SPEAKER_1", "SPEAKER_2", "SPEAKER_1", "SPEAKER_2", "SPEAKER_1"]
 
 
 async def test_silence_while_recording_gives_no_turns(service: DiarizationService) -> None:
