@@ -61,6 +61,16 @@ class TranscriptUpdate:
     committed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class CommitJob:
+    """A careful pass over [start, end) samples that replaces the drafts shown for that audio."""
+
+    start: int
+    end: int
+    pending: tuple[tuple[int, float], ...]  # (segment id, start time) of the drafts it replaces
+    drafts: dict[int, Segment]  # their latest text, which stands in if the careful pass fails
+
+
 class LiveTranscriber:
     """Streaming ASR state of one session over its `SecureAudioBuffer`."""
 
@@ -83,17 +93,47 @@ class LiveTranscriber:
         self._drafted_until = 0
         self._head_retry_at = 0
         self._cut_at = -1  # where the last forced cut fell (a window starting there starts mid-phrase)
+        self._staged: CommitJob | None = None  # scheduled by `advance`, not yet taken
+        self._in_flight: CommitJob | None = None  # taken, not yet applied
         self.committed: list[Segment] = []
         self.processed_samples = 0
         """Samples of audio the last call looked at: the client's lag is what came after."""
 
     def advance(self) -> list[TranscriptUpdate]:
-        """Look at the audio received so far; draft, freeze or commit."""
+        """Look at the audio received so far: draft or freeze, and schedule careful passes.
+
+        A careful pass that is due is staged, not run: `take_commit` hands it out.
+        """
         return self._step(final=False)
 
+    def take_commit(self) -> CommitJob | None:
+        """The careful pass `advance` scheduled, if any.
+
+        Run `transcribe_commit(job)` on it (it may run while `advance` keeps drafting on another
+        thread), then `apply_commit`. No other pass is scheduled until then.
+        """
+        job, self._staged = self._staged, None
+        if job is not None:
+            self._in_flight = job
+        return job
+
+    def transcribe_commit(self, job: CommitJob) -> list[Segment]:
+        """The careful segments of `job` (blocking model work)."""
+        return self._careful(job.start, job.end)
+
+    def apply_commit(self, job: CommitJob, segments: list[Segment] | None) -> list[TranscriptUpdate]:
+        """Commit `job`'s segments in place of its drafts; None (the pass failed) commits the drafts."""
+        self._in_flight = None
+        return self._settle(job, segments)
+
     def finish(self) -> list[TranscriptUpdate]:
-        """Commit whatever is still open: the recording is over."""
-        return self._step(final=True)
+        """Commit whatever is still open: the recording is over. Apply a taken pass first."""
+        if self._in_flight is not None:
+            raise RuntimeError("finish() while a careful pass is in flight: apply it first")
+        updates = []
+        if (job := self.take_commit()) is not None:
+            updates += self.apply_commit(job, self.transcribe_commit(job))
+        return updates + self._step(final=True)
 
     def _step(self, *, final: bool) -> list[TranscriptUpdate]:
         now = self._buffer.samples
@@ -101,20 +141,27 @@ class LiveTranscriber:
         self._vad_fed = now
         self.processed_samples = now
         vad_end = now if final else self._vad.frames * FRAME_SAMPLES
+        busy = self._staged is not None or self._in_flight is not None
         pending = self._speech_span(self._commit_start, vad_end)
         if pending is None:
             if not final:
                 self._commit_start = self._draft_start = max(self._commit_start, vad_end - _PRE_ROLL)
-            return self._emit_committed([], end=self._commit_start) if self._pending else []
+            if self._pending and not busy:  # drafts of what the VAD no longer calls speech
+                return self._settle(self._stage(self._commit_start, self._commit_start), [])
+            return []
         first, last = pending
         pause = vad_end - last
         start, end = max(self._commit_start, first - _PRE_ROLL), min(now, last + _POST_ROLL)
-        if (
+        due = (
             final
             or pause >= self._commit_silence
             or (pause >= self._min_silence and last - first >= self._commit_window)
-        ):
-            return self._commit_all(start, end)
+        )
+        if due and final:
+            return self._settle(job := self._stage(start, end), self.transcribe_commit(job))
+        if due and not busy:
+            self._staged = self._stage(start, end)
+            return []
         utterance = self._speech_span(self._draft_start, vad_end)
         if utterance is None:
             return []
@@ -122,7 +169,7 @@ class LiveTranscriber:
             self._freeze_draft(end)
             return []
         draft_start = max(self._draft_start, utterance[0] - _PRE_ROLL)
-        if now - draft_start >= self._max_utterance and now >= self._head_retry_at:
+        if now - draft_start >= self._max_utterance and now >= self._head_retry_at and not busy:
             return self._commit_head(start, now, not_before=draft_start)
         if last <= self._drafted_until or last - utterance[0] < _MIN_DRAFT_SPEECH:
             return []  # nothing new was said since the last draft: it still stands
@@ -159,16 +206,6 @@ class LiveTranscriber:
         """The utterance ended: keep its draft on screen and draft the next one separately."""
         self._draft_id = None
         self._draft_start = max(self._draft_start, end)
-
-    def _commit_all(self, start: int, end: int) -> list[TranscriptUpdate]:
-        segments = self._careful(start, end)
-        if not segments and self._pending and self._skipped_speech(start, end):
-            # Whisper returned nothing for a window the VAD calls speech (its no-speech guess can
-            # sit near the threshold when a window opens on a pause). The drafts the client
-            # already shows are better than losing what was said.
-            ids = [segment_id for segment_id, _ in self._pending]
-            return self._commit_pieces(ids, [self._drafts.get(i) or _empty() for i in ids], end=end)
-        return self._emit_committed(segments, end=end)
 
     def _careful(self, start: int, end: int, *, whole: bool = True) -> list[Segment]:
         """Careful segments for [start, end); speech Whisper skipped is decoded once more on its own.
@@ -236,7 +273,7 @@ class LiveTranscriber:
             return []
         head, tail = words[: cut + 1], words[cut + 1 :]
         boundary = int((head[-1].end + tail[0].start) / 2 * SAMPLE_RATE)
-        updates = self._emit_committed([_segment_of(head)], end=max(start, min(end, boundary)))
+        updates = self._settle(self._stage(start, max(start, min(end, boundary))), [_segment_of(head)])
         self._cut_at = self._commit_start
         updates += self._draft_from_words(tail)
         return updates
@@ -247,28 +284,35 @@ class LiveTranscriber:
         self._drafts[self._draft_id] = _segment_of(words)
         return [TranscriptUpdate(self._draft_id, self._drafts[self._draft_id], committed=False)]
 
-    def _emit_committed(self, segments: list[Segment], *, end: int) -> list[TranscriptUpdate]:
-        """Commit `segments` in place of the pending drafts, one segment per drafted utterance.
+    def _stage(self, start: int, end: int) -> CommitJob:
+        """Hand the drafts of [start, end) to a commit; drafting goes on after `end`."""
+        job = CommitJob(start, end, tuple(self._pending), dict(self._drafts))
+        self._pending, self._draft_id, self._drafts = [], None, {}
+        self._commit_start = self._draft_start = max(self._commit_start, end)
+        return job
+
+    def _settle(self, job: CommitJob, segments: list[Segment] | None) -> list[TranscriptUpdate]:
+        """Commit `segments` in place of the job's drafts, one segment per drafted utterance.
 
         The careful pass often runs several utterances into one Whisper segment; its words are
         dealt back to the utterances the client already shows, by time, so each draft is replaced
-        where it stands. A draft that gets no words is committed empty (clients drop it).
+        where it stands. A draft that gets no words is committed empty (clients drop it). When the
+        pass failed, or returned nothing for audio the VAD calls speech (Whisper's no-speech guess
+        can sit near its threshold when a window opens on a pause), the drafts the client already
+        shows are committed: better than losing what was said.
         """
-        if self._pending:
-            pieces = _deal_words(segments, [start for _, start in self._pending])
-            ids = [segment_id for segment_id, _ in self._pending]
+        ids = [segment_id for segment_id, _ in job.pending]
+        if segments is None or (not segments and ids and self._skipped_speech(job.start, job.end)):
+            pieces = [job.drafts.get(segment_id) or _empty() for segment_id in ids]
+        elif ids:
+            pieces = _deal_words(segments, [start for _, start in job.pending])
         else:
             pieces, ids = segments, [self._new_id() for _ in segments]
-        return self._commit_pieces(ids, pieces, end=end)
-
-    def _commit_pieces(self, ids: list[int], pieces: list[Segment], *, end: int) -> list[TranscriptUpdate]:
         updates = []
         for segment_id, segment in zip(ids, pieces, strict=True):
             if segment.text:
                 self.committed.append(segment)
             updates.append(TranscriptUpdate(segment_id, segment, committed=True))
-        self._pending, self._draft_id, self._drafts = [], None, {}
-        self._commit_start = self._draft_start = max(self._commit_start, end)
         return updates
 
     def _new_id(self) -> int:

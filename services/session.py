@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -29,11 +30,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.audio_intake import FrameRateLimiter, PcmDecoder
 from services.errors import MeetingAssistantError, ProtocolError, SessionStateError
-from services.live_transcriber import LiveTranscriber, TranscriptUpdate
+from services.live_transcriber import CommitJob, LiveTranscriber, TranscriptUpdate
 from services.outbox import Outbox
 from services.pipeline import MeetingPipeline
 from services.protocol import StartMessage, error_message, parse_client_text, partial_message, status_message
-from services.types import SAMPLE_RATE
+from services.types import SAMPLE_RATE, Segment
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class RecordingSession:
         self._audio_arrived = asyncio.Event()
         self._advance_lock = asyncio.Lock()
         self._pump_task: asyncio.Task[None] | None = None
+        self._commit_task: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
         self._stopped_at = 0.0
         self._close_code: int | None = None
@@ -250,7 +252,7 @@ class RecordingSession:
     # --- live transcription -------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Draft and commit live text whenever enough new audio has arrived."""
+        """Draft live text whenever enough new audio has arrived; start the careful passes it schedules."""
         interval = int(self._limits.partial_interval * SAMPLE_RATE)
         while self.state in (SessionState.CONNECTED, SessionState.RECORDING):
             await self._audio_arrived.wait()
@@ -259,12 +261,31 @@ class RecordingSession:
                 continue
             try:
                 await self._advance(self._transcriber.advance)
+                self._start_commit()
                 if self._speakers is not None:
                     self._speakers.catch_up(self._buffer)
             except Exception:  # a failed draft must not end the recording; the final pass retries the audio
                 logger.exception("live transcription step failed (session %s)", self.id)
                 self._metrics.job_failures.labels(stage="asr_live").inc()
                 await asyncio.sleep(self._limits.partial_interval)
+
+    def _start_commit(self) -> None:
+        """Run the careful pass the transcriber scheduled beside the drafts, which go on meanwhile."""
+        if self._commit_task is not None and not self._commit_task.done():
+            return
+        job = self._transcriber.take_commit()
+        if job is not None:
+            self._commit_task = asyncio.create_task(self._commit(job), name=f"commit-{self.id}")
+
+    async def _commit(self, job: CommitJob) -> None:
+        segments: list[Segment] | None
+        try:
+            segments = await self._pipeline.run_model(self._transcriber.transcribe_commit, job)
+        except Exception:  # the drafts shown stand in for the careful text: nothing said is lost
+            logger.exception("careful transcription failed (session %s); keeping the drafts", self.id)
+            self._metrics.job_failures.labels(stage="asr_live").inc()
+            segments = None
+        await self._advance(functools.partial(self._transcriber.apply_commit, job, segments))
 
     async def _advance(self, step: Any) -> None:
         async with self._advance_lock:
@@ -307,6 +328,8 @@ class RecordingSession:
             self._end()
 
     def _end(self) -> None:
+        if self._commit_task is not None:
+            self._commit_task.cancel()  # only still running when the session ends without finishing
         if self._speakers is not None:
             self._speakers.close()
         self._buffer.clear()
@@ -318,6 +341,8 @@ class RecordingSession:
         self._outbox.put(status_message("transcribing", self.id, "Finishing the transcript."))
         if self._pump_task is not None:
             await self._pump_task  # let an in-flight live step finish: it shares the transcriber
+        if self._commit_task is not None:
+            await self._commit_task  # and the careful pass in flight (it never raises)
         speaker_turns = self._pipeline.start_diarization(self._speakers, self._buffer)
         errors: list[str] = []
         try:

@@ -28,6 +28,8 @@ def _stream(
     for offset in range(0, len(pcm), step):
         buffer.append(pcm[offset : offset + step])
         updates += [(buffer.samples / 16000, u) for u in live.advance()]
+        if (job := live.take_commit()) is not None:  # the session runs it beside the next drafts
+            updates += [(buffer.samples / 16000, u) for u in live.apply_commit(job, live.transcribe_commit(job))]
     updates += [(buffer.samples / 16000, u) for u in live.finish()]
     return updates, live
 
@@ -140,3 +142,58 @@ def test_drafts_are_committed_when_the_careful_pass_returns_nothing(recognizer: 
     text = " ".join(s.text for s in live.committed).lower()
     for word in ("morning", "website", "monday", "budget"):
         assert word in text
+
+
+def test_drafting_goes_on_while_a_careful_pass_is_in_flight(recognizer: WhisperRecognizer) -> None:
+    """The session runs the careful pass beside the drafts; its result lands under the drafts' ids."""
+    pcm, _ = load_wav("meeting_two_voices.wav")
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    live = LiveTranscriber(recognizer, buffer, LivePolicy(commit_silence=0.7))
+    step = int(0.3 * 16000)
+    held = None
+    later: list[TranscriptUpdate] = []
+    offset = 0
+    while offset < len(pcm) and (held is None or buffer.samples < held.end + 6 * 16000):
+        buffer.append(pcm[offset : offset + step])
+        offset += step
+        updates = live.advance()
+        if held is None:
+            held = live.take_commit()
+        else:
+            later += updates
+            assert live.take_commit() is None, "one careful pass at a time"
+    assert held is not None and held.pending
+    assert later and not any(u.committed for u in later), "only drafts while the pass is in flight"
+    assert {u.segment_id for u in later}.isdisjoint(i for i, _ in held.pending)
+    settled = live.apply_commit(held, live.transcribe_commit(held))
+    assert [u.segment_id for u in settled] == [i for i, _ in held.pending] and all(u.committed for u in settled)
+    assert "morning" in " ".join(u.segment.text.lower() for u in settled)
+    while offset < len(pcm):
+        buffer.append(pcm[offset : offset + step])
+        offset += step
+        live.advance()
+        if (job := live.take_commit()) is not None:
+            live.apply_commit(job, live.transcribe_commit(job))
+    live.finish()
+    text = " ".join(s.text for s in live.committed).lower()
+    for phrase in ("good morning", "monday", "launch date", "budget report", "next week"):
+        assert phrase in text
+    assert [s.start for s in live.committed] == sorted(s.start for s in live.committed)
+
+
+def test_a_failed_careful_pass_commits_the_drafts(recognizer: WhisperRecognizer) -> None:
+    pcm, _ = load_wav("meeting_two_voices.wav")
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    live = LiveTranscriber(recognizer, buffer, LivePolicy(commit_silence=0.7))
+    step = int(0.3 * 16000)
+    drafts: dict[int, str] = {}
+    for offset in range(0, len(pcm), step):
+        buffer.append(pcm[offset : offset + step])
+        drafts |= {u.segment_id: u.segment.text for u in live.advance()}
+        if (job := live.take_commit()) is not None:
+            settled = live.apply_commit(job, None)  # as when transcribe_commit raised
+            assert {u.segment_id: u.segment.text for u in settled} == {i: drafts[i] for i, _ in job.pending}
+            break
+    else:
+        pytest.fail("no careful pass was scheduled")
+    assert "morning" in " ".join(s.text for s in live.committed).lower()
