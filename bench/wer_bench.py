@@ -23,6 +23,7 @@ import time
 import wave
 from pathlib import Path
 
+import ctranslate2
 import jiwer
 import numpy as np
 
@@ -83,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--step", type=float, default=0.4, help="seconds of audio per live step")
     args = parser.parse_args()
+    ctranslate2.set_random_seed(0)  # Whisper falls back to sampling on hard windows: make runs repeatable
     settings = load_settings(_env_file=None)
     recognizer = load_recognizer(settings, Metrics())
     policy = LivePolicy(

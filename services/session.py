@@ -285,7 +285,11 @@ class RecordingSession:
             logger.exception("careful transcription failed (session %s); keeping the drafts", self.id)
             self._metrics.job_failures.labels(stage="asr_live").inc()
             segments = None
-        await self._advance(functools.partial(self._transcriber.apply_commit, job, segments))
+        try:
+            await self._advance(functools.partial(self._transcriber.apply_commit, job, segments))
+        except Exception:  # never raises: _finish awaits this task
+            logger.exception("committing a careful pass failed (session %s)", self.id)
+            self._metrics.job_failures.labels(stage="asr_live").inc()
 
     async def _advance(self, step: Any) -> None:
         async with self._advance_lock:

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     asr_min_silence_seconds: float = Field(0.5, ge=0.1, le=5.0, description="Pause that ends an utterance.")
     asr_commit_silence_seconds: float = Field(1.0, ge=0.1, le=10.0, description="Pause that commits all pending text.")
     asr_commit_window_seconds: float = Field(
-        12.0, ge=1.0, le=25.0, description="Pending speech that is committed at the next utterance end."
+        16.0, ge=1.0, le=25.0, description="Pending speech that is committed at the next utterance end."
     )
     asr_vad_threshold: float = Field(0.35, gt=0.0, lt=1.0, description="Speech probability that opens an utterance.")
 

@@ -93,7 +93,8 @@ def test_utterances_committed_together_keep_their_own_segments(recognizer: Whisp
     assert drafted_ids <= {u.segment_id for _, u in updates if u.committed}, "every draft is settled"
     assert len(committed) == len(turns)
     for update, turn in zip(committed, turns, strict=True):
-        assert turn["start"] - 0.3 <= update.segment.start and update.segment.end <= turn["end"] + 0.3
+        # Whisper's word times are good to a few hundred ms; the turns are 0.8 s apart
+        assert turn["start"] - 0.5 <= update.segment.start and update.segment.end <= turn["end"] + 0.5
 
 
 @pytest.mark.parametrize("max_utterance", [3.0, 4.0])
