@@ -154,7 +154,7 @@ def test_export_buttons_download_the_transcript(browser: Browser, live_server: s
     expect(page.locator("#download-srt")).to_be_disabled()
     page.fill("#title", "Launch sync")
     page.click("#record")
-    wait_for_words(page, "website", timeout=20)
+    wait_for_words(page, "morning", timeout=20)
     page.click("#record")
     expect(page.locator("#summary")).not_to_be_empty(timeout=120_000)
     words = re.findall(r"[a-z]{5,}", transcript_text(page).lower())
