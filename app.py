@@ -32,6 +32,7 @@ from services.pipeline import MeetingPipeline
 from services.protocol import error_message
 from services.session import CLOSE_POLICY, RecordingSession, SessionLimits
 from services.settings import Settings, get_settings
+from services.vad import load_vad_model
 
 logger = logging.getLogger("meeting_assistant")
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # executor providing the parallelism, extra spinning threads only burn CPU.
             threadpool_limits(limits=settings.asr_cpu_threads)
         recognizer = await asyncio.to_thread(load_recognizer, settings, metrics)
+        await asyncio.to_thread(load_vad_model)
         orchestrator = Orchestrator(
             workers=settings.inference_workers, batch_size=settings.inference_batch_size, metrics=metrics
         )

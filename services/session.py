@@ -304,8 +304,11 @@ class RecordingSession:
         segment = update.segment
         if self._speakers is None or not update.committed or not segment.text:
             return
-        audio = self._buffer.read(int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE))
         try:
+            # decrypting up to a window of audio is model-sized work: off the event loop
+            audio = await self._pipeline.run_model(
+                self._buffer.read, int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
+            )
             segment.speaker = await self._speakers.label(audio, segment.start, segment.end)
         except Exception:  # a live label is a nicety: the final pass labels every segment again
             logger.warning("live speaker label failed (session %s)", self.id, exc_info=True)

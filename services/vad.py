@@ -14,6 +14,11 @@ FRAME_SAMPLES = 512  # 32 ms at 16 kHz: Silero's frame
 _CONTEXT_SAMPLES = 64
 
 
+def load_vad_model() -> None:
+    """Load the shared Silero model (start-up): the first session would otherwise load it on the event loop."""
+    get_vad_model()
+
+
 class StreamingVAD:
     """Speech probabilities for one audio stream, one per 512-sample frame. Not thread-safe."""
 
