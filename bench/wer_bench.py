@@ -34,6 +34,7 @@ from observability import Metrics  # noqa: E402
 from services.asr_service import WhisperRecognizer, load_recognizer  # noqa: E402
 from services.audio_buffer import AudioCipher, SecureAudioBuffer  # noqa: E402
 from services.live_transcriber import LivePolicy, LiveTranscriber  # noqa: E402
+from services.pipeline import live_policy  # noqa: E402
 from services.settings import load_settings  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -87,13 +88,7 @@ def main() -> None:
     ctranslate2.set_random_seed(0)  # Whisper falls back to sampling on hard windows: make runs repeatable
     settings = load_settings(_env_file=None)
     recognizer = load_recognizer(settings, Metrics())
-    policy = LivePolicy(
-        min_silence=settings.asr_min_silence_seconds,
-        commit_silence=settings.asr_commit_silence_seconds,
-        commit_window=settings.asr_commit_window_seconds,
-        max_utterance=settings.asr_max_utterance_seconds,
-        vad_threshold=settings.asr_vad_threshold,
-    )
+    policy = live_policy(settings)
     print(f"live policy: {policy}\n")
     totals = {"live": [0.0, 0.0], "bare": [0.0, 0.0]}
     words = audio_seconds = 0.0

@@ -38,6 +38,17 @@ StatusReport = Callable[[str, str], None]
 NO_SPEECH_SUMMARY = "No speech was detected in this recording."
 
 
+def live_policy(settings: Settings) -> LivePolicy:
+    """The live transcription timing the ASR_* settings ask for."""
+    return LivePolicy(
+        min_silence=settings.asr_min_silence_seconds,
+        commit_silence=settings.asr_commit_silence_seconds,
+        commit_window=settings.asr_commit_window_seconds,
+        max_utterance=settings.asr_max_utterance_seconds,
+        vad_threshold=settings.asr_vad_threshold,
+    )
+
+
 class MeetingPipeline:
     """Shared components plus the post-recording steps of a meeting."""
 
@@ -59,13 +70,7 @@ class MeetingPipeline:
         self.diarization = diarization
         self.llm = llm
         self.workflows = workflows
-        self._live_policy = LivePolicy(
-            min_silence=settings.asr_min_silence_seconds,
-            commit_silence=settings.asr_commit_silence_seconds,
-            commit_window=settings.asr_commit_window_seconds,
-            max_utterance=settings.asr_max_utterance_seconds,
-            vad_threshold=settings.asr_vad_threshold,
-        )
+        self._live_policy = live_policy(settings)
         key = settings.audio_encryption_key
         self._cipher = AudioCipher(key.get_secret_value() if key else None)
 
