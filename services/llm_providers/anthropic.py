@@ -11,8 +11,8 @@ from typing import Any
 
 import anthropic
 
-from services.errors import LLMError, MalformedLLMOutput, PermanentLLMError, TransientLLMError
-from services.llm_providers.base import LLMRequest, status_error, transport_error
+from services.errors import MalformedLLMOutput
+from services.llm_providers.base import LLMRequest, sdk_error, status_error
 from services.settings import Settings
 
 TOOL_NAME = "record_meeting_summary"
@@ -49,7 +49,9 @@ class AnthropicProvider:
         except anthropic.APIStatusError as exc:
             raise status_error(self.name, exc.status_code, exc.message, exc.response.headers) from exc
         except anthropic.APIError as exc:
-            raise _translate(self.name, exc) from exc
+            raise sdk_error(
+                self.name, exc, timeout=anthropic.APITimeoutError, connection=anthropic.APIConnectionError
+            ) from exc
         except json.JSONDecodeError as exc:
             raise MalformedLLMOutput(self.name, "response body was not JSON", reason="malformed") from exc
         for block in message.content:
@@ -62,17 +64,6 @@ class AnthropicProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
-
-
-def _translate(name: str, exc: anthropic.APIError) -> LLMError:
-    mapped = transport_error(name, exc)
-    if mapped is not None:
-        return mapped
-    if isinstance(exc, anthropic.APITimeoutError):
-        return TransientLLMError(name, "request timed out", reason="timeout")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return TransientLLMError(name, "connection error", reason="connection")
-    return PermanentLLMError(name, f"unexpected SDK error ({type(exc).__name__})", reason="client_error")
 
 
 def build_anthropic(settings: Settings) -> AnthropicProvider | None:

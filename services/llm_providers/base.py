@@ -148,6 +148,22 @@ def transport_error(provider: str, exc: BaseException) -> LLMError | None:
     return None
 
 
+def sdk_error(
+    provider: str, exc: BaseException, *, timeout: type[BaseException], connection: type[BaseException]
+) -> LLMError:
+    """Map an SDK exception that carries no HTTP status: transport causes first, then the SDK's
+    own `timeout` and `connection` classes (checked in that order: timeouts subclass connection
+    errors in the Stainless SDKs); anything else is permanent."""
+    mapped = transport_error(provider, exc)
+    if mapped is not None:
+        return mapped
+    if isinstance(exc, timeout):
+        return TransientLLMError(provider, "request timed out", reason="timeout")
+    if isinstance(exc, connection):
+        return TransientLLMError(provider, "connection error", reason="connection")
+    return PermanentLLMError(provider, f"unexpected SDK error ({type(exc).__name__})", reason="client_error")
+
+
 def _causes(exc: BaseException) -> list[BaseException]:
     chain: list[BaseException] = []
     current: BaseException | None = exc

@@ -53,16 +53,13 @@ DUE = re.compile(
 )
 
 EXPLICIT = re.compile(r"^(?i:action\s+items?|todo|to-do|follow[- ]up)\s*[:\-]\s*(?P<rest>.+)$")
+_ASK_YOU = r"(?:can|could|would|will)\s+you(?:\s+please)?(?:\s+also)?"
 ADDRESSED = re.compile(
-    rf"^(?P<name>{NAME}),?\s+(?i:(?:can|could|would|will)\s+you(?:\s+please)?(?:\s+also)?|please(?:\s+also)?|"
+    rf"^(?P<name>{NAME}),?\s+(?i:{_ASK_YOU}|please(?:\s+also)?|"
     r"i\s+need\s+you\s+to|you(?:'ll|\s+will|\s+should|\s+can)|make\s+sure\s+(?:to|you)|go\s+ahead\s+and)\s+(?P<rest>.+)$"
 )
-ADDRESSED_END = re.compile(
-    rf"^(?i:(?:can|could|would|will)\s+you(?:\s+please)?(?:\s+also)?|please)\s+(?P<rest>.+?),\s*(?P<name>{NAME})\W*$"
-)
-REQUEST = re.compile(
-    r"^(?i:(?:can|could|would|will)\s+you(?:\s+please)?(?:\s+also)?|please(?:\s+also)?)\s+(?P<rest>.+)$"
-)
+ADDRESSED_END = re.compile(rf"^(?i:{_ASK_YOU}|please)\s+(?P<rest>.+?),\s*(?P<name>{NAME})\W*$")
+REQUEST = re.compile(rf"^(?i:{_ASK_YOU}|please(?:\s+also)?)\s+(?P<rest>.+)$")
 WHO = re.compile(
     r"^(?i:who(?:'s|\s+is)?\s+(?:can|could|will|wants\s+to|would\s+like\s+to|is\s+going\s+to|going\s+to)|"
     r"(?:can|could)\s+(?:someone|somebody|anyone)|does\s+anyone\s+want\s+to|would\s+anyone)\s+(?P<rest>.+)$"

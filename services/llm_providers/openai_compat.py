@@ -15,8 +15,8 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
-from services.errors import LLMError, MalformedLLMOutput, PermanentLLMError, TransientLLMError
-from services.llm_providers.base import LLMRequest, status_error, transport_error
+from services.errors import MalformedLLMOutput, TransientLLMError
+from services.llm_providers.base import LLMRequest, sdk_error, status_error
 from services.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ class OpenAICompatProvider:
         except openai.APIStatusError as exc:
             raise status_error(self.name, exc.status_code, exc.message, exc.response.headers) from exc
         except openai.APIError as exc:
-            raise _translate(self.name, exc) from exc
+            raise sdk_error(
+                self.name, exc, timeout=openai.APITimeoutError, connection=openai.APIConnectionError
+            ) from exc
         except json.JSONDecodeError as exc:
             raise MalformedLLMOutput(self.name, "response body was not JSON", reason="malformed") from exc
         if not isinstance(response, ChatCompletion):  # a gateway answered 200 with text or HTML
@@ -64,17 +66,6 @@ class OpenAICompatProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
-
-
-def _translate(name: str, exc: openai.APIError) -> LLMError:
-    mapped = transport_error(name, exc)
-    if mapped is not None:
-        return mapped
-    if isinstance(exc, openai.APITimeoutError):
-        return TransientLLMError(name, "request timed out", reason="timeout")
-    if isinstance(exc, openai.APIConnectionError):
-        return TransientLLMError(name, "connection error", reason="connection")
-    return PermanentLLMError(name, f"unexpected SDK error ({type(exc).__name__})", reason="client_error")
 
 
 def _common(settings: Settings) -> dict[str, Any]:
