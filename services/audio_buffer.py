@@ -28,10 +28,6 @@ class AudioCipher:
         """
         self._fernet = Fernet(key.encode()) if key else None
 
-    @property
-    def encrypted(self) -> bool:
-        return self._fernet is not None
-
     def seal(self, clear: bytes) -> bytes:
         return self._fernet.encrypt(clear) if self._fernet else clear
 

@@ -36,22 +36,3 @@ class DiarizationBackend(Protocol):
     def close(self) -> None:
         """Release the model (idempotent)."""
         ...
-
-
-class FakeBackend:
-    """An in-memory backend that returns the turns it was given, for tests of other components."""
-
-    name = "fake"
-
-    def __init__(self, turns: list[SpeakerTurn] | None = None) -> None:
-        self.turns = list(turns or [])
-        self.calls = 0
-
-    def diarize(
-        self, audio: np.ndarray, min_speakers: int | None = None, max_speakers: int | None = None
-    ) -> list[SpeakerTurn]:
-        self.calls += 1
-        return list(self.turns)
-
-    def close(self) -> None:
-        return None

@@ -224,7 +224,6 @@ class CampplusEncoder:
     """Loads CAM++ once and embeds batches of equal-length waveforms; thread-safe for inference."""
 
     name = "campplus"
-    min_samples = _FRAME + 20 * _SHIFT  # ~0.2 s: fewer frames give no usable statistics
 
     def __init__(self, weights: Path) -> None:
         self._model = CAMPPlus()
