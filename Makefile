@@ -20,6 +20,7 @@ lint: setup-dev
 bench: setup-dev
 	$(PY) bench/stream_bench.py
 	$(PY) bench/diarization_bench.py
+	$(PY) bench/wer_bench.py
 
 setup: $(VENV)/.runtime-installed
 setup-dev: $(VENV)/.dev-installed
