@@ -3,17 +3,18 @@
     uvicorn app:app --host 127.0.0.1 --port 8000      # or: python app.py
 
 Everything long-lived (Whisper model, inference executor and workers, diariser, LLM clients,
-workflow hooks) is built in the lifespan and closed there, in reverse order.
+workflow hooks) is opened in the lifespan on one `AsyncExitStack` and closed there in reverse
+order, each close running even when another one fails.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
@@ -23,98 +24,114 @@ from threadpoolctl import threadpool_limits
 
 from integrations.workflows import build_workflows
 from observability import CONTENT_TYPE_LATEST, Metrics
+from services.admission import SessionCounter, refusal_reason
 from services.asr_service import load_recognizer
-from services.diarization import build_diarization_service
+from services.audio_buffer import AudioCipher
+from services.diarization import DiarizationService, build_diarization_service
 from services.errors import ConfigurationError
+from services.live_transcriber import LivePolicy
 from services.llm_service import build_llm_service
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
-from services.protocol import error_message
-from services.session import CLOSE_POLICY, RecordingSession, SessionLimits
+from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, error_message
+from services.session import RecordingSession, SessionLimits
 from services.settings import Settings, get_settings
 from services.vad import load_vad_model
 
 logger = logging.getLogger("meeting_assistant")
 
 STATIC_DIR = Path(__file__).parent / "static"
-CLOSE_TRY_AGAIN_LATER = 1013
 
 
-class SessionCounter:
-    """Counts open sessions for admission control (uvicorn's limits do not cover WebSockets)."""
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the lifespan opened; the routes read it through `AppState.services`."""
 
-    def __init__(self, limit: int, metrics: Metrics) -> None:
-        self.limit = limit
-        self.active = 0
-        self._gauge = metrics.active_sessions
+    asr_model: str
+    orchestrator: Orchestrator
+    diarization: DiarizationService | None
+    pipeline: MeetingPipeline
 
-    def try_acquire(self) -> bool:
-        if self.active >= self.limit:
-            return False
-        self.active += 1
-        self._gauge.set(self.active)
-        return True
 
-    def release(self) -> None:
-        self.active -= 1
-        self._gauge.set(self.active)
+@dataclass(slots=True)
+class AppState:
+    """The app's typed state: fixed parts from `create_app`, `services` while the lifespan runs."""
+
+    settings: Settings
+    metrics: Metrics
+    sessions: SessionCounter
+    limits: SessionLimits
+    services: Services | None = None
+    accepting: bool = False
+
+
+async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitStack) -> Services:
+    """Load the models and start the workers; every close is pushed on `stack` as soon as it is owed.
+
+    The orchestrator is drained first on the way out (queued meetings still need the diariser, the
+    LLM clients and the hooks) and its threads are freed last.
+    """
+    if settings.audio_encryption_key is None:
+        logger.warning("AUDIO_ENCRYPTION_KEY is not set: session audio is held in memory unencrypted.")
+    if settings.asr_cpu_threads:
+        # BLAS/OpenMP pools default to one thread per core in every library; with our own
+        # executor providing the parallelism, extra spinning threads only burn CPU.
+        threadpool_limits(limits=settings.asr_cpu_threads)
+    recognizer = await asyncio.to_thread(load_recognizer, settings, metrics)
+    await asyncio.to_thread(load_vad_model)
+    orchestrator = Orchestrator(
+        workers=settings.inference_workers, batch_size=settings.inference_batch_size, metrics=metrics
+    )
+    stack.push_async_callback(orchestrator.aclose)
+    diarization = await asyncio.to_thread(build_diarization_service, settings, orchestrator.run_model, metrics)
+    stack.push_async_callback(diarization.aclose)
+    llm = build_llm_service(settings, metrics)
+    stack.push_async_callback(llm.aclose)
+    workflows = build_workflows(settings, metrics)
+    stack.push_async_callback(workflows.aclose)
+    await orchestrator.start()
+    stack.push_async_callback(orchestrator.drain)  # finishes queued meetings, so the audit log loses no line
+    key = settings.audio_encryption_key
+    pipeline = MeetingPipeline(
+        metrics=metrics,
+        recognizer=recognizer,
+        orchestrator=orchestrator,
+        diarization=diarization,
+        llm=llm,
+        workflows=workflows,
+        policy=LivePolicy.from_settings(settings),
+        cipher=AudioCipher(key.get_secret_value() if key else None),
+        partial_interval=settings.asr_partial_interval,
+    )
+    return Services(recognizer.name, orchestrator, diarization, pipeline)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; tests pass their own `Settings`."""
     settings = settings or get_settings()
     metrics = Metrics(settings.orchestrator_backend)
-    sessions = SessionCounter(settings.max_sessions, metrics)
-    limits = SessionLimits(
-        partial_interval=settings.asr_partial_interval,
-        max_session_seconds=settings.max_session_seconds,
-        max_message_bytes=settings.ws_max_message_bytes,
-        max_violations=settings.max_protocol_violations,
-        max_frames_per_second=settings.max_frames_per_second,
+    state = AppState(
+        settings=settings,
+        metrics=metrics,
+        sessions=SessionCounter(settings.max_sessions, metrics),
+        limits=SessionLimits.from_settings(settings),
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.audio_encryption_key is None:
-            logger.warning("AUDIO_ENCRYPTION_KEY is not set: session audio is held in memory unencrypted.")
-        if settings.asr_cpu_threads:
-            # BLAS/OpenMP pools default to one thread per core in every library; with our own
-            # executor providing the parallelism, extra spinning threads only burn CPU.
-            threadpool_limits(limits=settings.asr_cpu_threads)
-        recognizer = await asyncio.to_thread(load_recognizer, settings, metrics)
-        await asyncio.to_thread(load_vad_model)
-        orchestrator = Orchestrator(
-            workers=settings.inference_workers, batch_size=settings.inference_batch_size, metrics=metrics
-        )
-        await orchestrator.start()
-        diarization = await asyncio.to_thread(build_diarization_service, settings, orchestrator.executor, metrics)
-        llm = build_llm_service(settings, metrics)
-        workflows = build_workflows(settings, metrics)
-        app.state.pipeline = MeetingPipeline(
-            settings=settings,
-            metrics=metrics,
-            recognizer=recognizer,
-            orchestrator=orchestrator,
-            diarization=diarization,
-            llm=llm,
-            workflows=workflows,
-        )
-        app.state.accepting = True
-        logger.info("ready: %d inference worker(s), max %d session(s)", orchestrator.worker_count, sessions.limit)
-        try:
-            yield
-        finally:
-            app.state.accepting = False
-            await orchestrator.aclose()  # finishes queued meetings, so the audit log loses no line
-            await workflows.aclose()
-            await llm.aclose()
-            await diarization.aclose()
+        async with AsyncExitStack() as stack:
+            state.services = await open_services(settings, metrics, stack)
+            state.accepting = True
+            logger.info(
+                "ready: %d inference worker(s), max %d session(s)", settings.inference_workers, settings.max_sessions
+            )
+            try:
+                yield
+            finally:
+                state.accepting = False
 
     app = FastAPI(title="Meeting assistant", lifespan=lifespan)
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.sessions = sessions
-    app.state.accepting = False
+    app.state.app_state = state
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -123,19 +140,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        pipeline: MeetingPipeline | None = getattr(app.state, "pipeline", None)
-        if pipeline is None:
+        services = state.services
+        if services is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        ok = app.state.accepting and pipeline.orchestrator.running
+        ok = state.accepting and services.orchestrator.running
         return JSONResponse(
             {
                 "status": "ok" if ok else "stopping",
-                "asr_model": pipeline.recognizer.name,
-                "workers": pipeline.orchestrator.worker_count,
-                "queue_depth": pipeline.orchestrator.queue_depth,
-                "active_sessions": sessions.active,
-                "max_sessions": sessions.limit,
-                "diarization": pipeline.diarization.name if pipeline.diarization else None,
+                "asr_model": services.asr_model,
+                "workers": services.orchestrator.worker_count,
+                "queue_depth": services.orchestrator.queue_depth,
+                "active_sessions": state.sessions.active,
+                "max_sessions": state.sessions.limit,
+                "diarization": services.diarization.name if services.diarization else None,
                 "audio_encrypted": settings.audio_encryption_key is not None,
             },
             status_code=200 if ok else 503,
@@ -147,44 +164,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.websocket("/ws")
     async def recording_socket(websocket: WebSocket) -> None:
-        refusal = _refusal_reason(websocket, settings)
-        if refusal is not None:
-            metrics.sessions_refused.labels(reason=refusal).inc()
-            await websocket.close(CLOSE_POLICY, reason=f"{refusal} refused")
-            return
-        await websocket.accept()
-        if not app.state.accepting or not sessions.try_acquire():
-            metrics.sessions_refused.labels(reason="busy").inc()
-            await websocket.send_json(
-                error_message("busy", "The server is busy with other meetings (or restarting): try again in a minute.")
-            )
-            await websocket.close(CLOSE_TRY_AGAIN_LATER)
-            return
-        session = RecordingSession(websocket, uuid.uuid4().hex[:12], app.state.pipeline, limits)
-        logger.info("session %s opened", session.id)
-        try:
-            await session.run()
-        finally:
-            sessions.release()
-            logger.info("session %s closed", session.id)
+        await serve_recording(websocket, state)
 
     return app
 
 
-def _refusal_reason(websocket: WebSocket, settings: Settings) -> str | None:
-    """Why an upgrade is refused before accept ("token", "origin"), or None to admit it."""
-    if settings.api_key is not None:
-        token = websocket.query_params.get("token", "")
-        bearer = websocket.headers.get("authorization", "")
-        if bearer.lower().startswith("bearer "):
-            token = token or bearer[7:]
-        if not hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode()):
-            return "token"
-    allowlist = settings.origin_allowlist
-    origin = websocket.headers.get("origin")
-    if allowlist and origin is not None and origin.rstrip("/") not in allowlist:
-        return "origin"
-    return None
+async def serve_recording(websocket: WebSocket, state: AppState) -> None:
+    """Admit one /ws connection (token, origin, capacity) and run its recording session."""
+    refusal = refusal_reason(websocket, state.settings)
+    if refusal is not None:
+        state.metrics.sessions_refused.labels(reason=refusal).inc()
+        await websocket.close(CLOSE_POLICY, reason=f"{refusal} refused")
+        return
+    await websocket.accept()
+    if not state.accepting or state.services is None or not state.sessions.try_acquire():
+        state.metrics.sessions_refused.labels(reason="busy").inc()
+        await websocket.send_json(
+            error_message("busy", "The server is busy with other meetings (or restarting): try again in a minute.")
+        )
+        await websocket.close(CLOSE_TRY_AGAIN_LATER)
+        return
+    session = RecordingSession(websocket, uuid.uuid4().hex[:12], state.services.pipeline, state.limits)
+    logger.info("session %s opened", session.id)
+    try:
+        await session.run()
+    finally:
+        state.sessions.release()
+        logger.info("session %s closed", session.id)
 
 
 def _build_default_app() -> FastAPI:

@@ -34,7 +34,6 @@ from observability import Metrics  # noqa: E402
 from services.asr_service import WhisperRecognizer, load_recognizer  # noqa: E402
 from services.audio_buffer import AudioCipher, SecureAudioBuffer  # noqa: E402
 from services.live_transcriber import LivePolicy, LiveTranscriber  # noqa: E402
-from services.pipeline import live_policy  # noqa: E402
 from services.settings import load_settings  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -88,7 +87,7 @@ def main() -> None:
     ctranslate2.set_random_seed(0)  # Whisper falls back to sampling on hard windows: make runs repeatable
     settings = load_settings(_env_file=None)
     recognizer = load_recognizer(settings, Metrics())
-    policy = live_policy(settings)
+    policy = LivePolicy.from_settings(settings)
     print(f"live policy: {policy}\n")
     totals = {"live": [0.0, 0.0], "bare": [0.0, 0.0]}
     words = audio_seconds = 0.0

@@ -46,8 +46,8 @@ class SpeechRecognizer(Protocol):
 
     name: str
 
-    def draft(self, audio: np.ndarray, prompt: str = "") -> str:
-        """Quick tentative text for `audio` (float32, 16 kHz), conditioned on `prompt`."""
+    def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
+        """Quick tentative text for `audio` (float32, 16 kHz) starting `offset` seconds in, conditioned on `prompt`."""
         ...
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
@@ -114,7 +114,7 @@ class WhisperRecognizer:
             model.hf_tokenizer, self.multilingual, task="transcribe", language=self.language or "en"
         )
 
-    def draft(self, audio: np.ndarray, prompt: str = "") -> str:
+    def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
         started = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
         features = self._model.feature_extractor(audio)

@@ -28,7 +28,8 @@ import numpy as np
 
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
-from services.types import SAMPLE_RATE, Segment, Word
+from services.settings import Settings
+from services.types import SAMPLE_RATE, Segment, TranscriptUpdate, Word
 from services.vad import FRAME_SAMPLES, StreamingVAD
 
 _PRE_ROLL = int(0.2 * SAMPLE_RATE)
@@ -51,14 +52,16 @@ class LivePolicy:
     max_utterance: float = 8.0
     vad_threshold: float = 0.35
 
-
-@dataclass(frozen=True, slots=True)
-class TranscriptUpdate:
-    """One `partial_transcript` message: the current text of segment `segment_id`."""
-
-    segment_id: int
-    segment: Segment
-    committed: bool
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LivePolicy:
+        """The live transcription timing the ASR_* settings ask for."""
+        return cls(
+            min_silence=settings.asr_min_silence_seconds,
+            commit_silence=settings.asr_commit_silence_seconds,
+            commit_window=settings.asr_commit_window_seconds,
+            max_utterance=settings.asr_max_utterance_seconds,
+            vad_threshold=settings.asr_vad_threshold,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +195,7 @@ class LiveTranscriber:
         return " ".join(segment.text for segment in self.committed[-4:])[-_PROMPT_CHARS:]
 
     def _draft(self, start: int, end: int) -> list[TranscriptUpdate]:
-        text = self._recognizer.draft(self._buffer.read(start, end), self._prompt())
+        text = self._recognizer.draft(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
         if not text and self._draft_id is None:
             return []
         if self._draft_id is None:

@@ -1,14 +1,16 @@
 """The inference orchestrator: a dedicated thread pool for model work and an asyncio job queue.
 
-- `run_model(fn, *args)` runs blocking model code (Whisper, VAD, embeddings) on the inference
-  executor, never on the event loop. Live drafts call it directly: they are latency-critical and
-  each session has at most one in flight.
+- `run_model(fn, *args)` runs blocking model code (Whisper, VAD, embeddings, decrypting audio) on
+  the inference executor, never on the event loop. It is the one door to that executor: every
+  component that needs it is handed this method (a `ModelRunner`). Live drafts call it directly:
+  they are latency-critical and each session has at most one in flight.
 - `submit(job)` queues a whole post-recording job (finish the transcript, diarise, summarise,
   run hooks). `INFERENCE_WORKERS` asyncio workers drain the queue, each taking up to
   `INFERENCE_BATCH_SIZE` jobs at a time; the queue depth is exported as
   `meeting_assistant_inference_queue_depth{backend=ORCHESTRATOR_BACKEND}`.
-- `aclose()` stops taking jobs, lets the queued ones finish (bounded by a drain timeout), then
-  shuts the executor down.
+- `drain()` stops taking jobs and lets the queued ones finish (bounded by a timeout); `aclose()`
+  stops the workers and shuts the executor down. The app lifespan drains before it closes the
+  components the jobs use, and closes after.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from observability import Metrics
 
@@ -28,6 +30,15 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+DRAIN_SECONDS = 60.0
+"""How long shutdown waits for queued meetings to finish."""
+
+
+class ModelRunner(Protocol):
+    """Runs blocking model code off the event loop: `await run_model(fn, *args)`."""
+
+    async def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +58,7 @@ class Orchestrator:
         self._metrics = metrics
         self._depth = metrics.queue_depth.labels(backend=metrics.backend_label)
         # One thread per worker for jobs plus one so live drafts are not starved by long jobs.
-        self.executor = ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="inference")
         self._queue: asyncio.Queue[InferenceJob] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
@@ -68,10 +79,10 @@ class Orchestrator:
         self._accepting = True
         self._tasks = [asyncio.create_task(self._worker(i), name=f"inference-worker-{i}") for i in range(self._workers)]
 
-    async def run_model(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def run_model(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking model code on the inference executor and await its result."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     def submit(self, job: InferenceJob) -> None:
         """Queue a post-recording job.
@@ -103,18 +114,22 @@ class Orchestrator:
             logger.exception("inference job failed (session %s)", job.session_id)
             self._metrics.job_failures.labels(stage="job").inc()
 
-    async def aclose(self, drain_timeout: float = 60.0) -> None:
-        """Finish queued jobs (up to `drain_timeout` seconds), stop the workers, free the threads."""
+    async def drain(self) -> None:
+        """Stop taking jobs and let the queued ones finish (up to `DRAIN_SECONDS`)."""
         self._accepting = False
         try:
-            await asyncio.wait_for(self._queue.join(), drain_timeout)
+            await asyncio.wait_for(self._queue.join(), DRAIN_SECONDS)
         except TimeoutError:
             logger.warning(
-                "inference queue not drained after %.0f s; %d job(s) dropped", drain_timeout, self.queue_depth
+                "inference queue not drained after %.0f s; %d job(s) dropped", DRAIN_SECONDS, self.queue_depth
             )
+
+    async def aclose(self) -> None:
+        """Stop the workers (call `drain()` first to finish queued jobs) and free the threads."""
+        self._accepting = False
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,9 +1,11 @@
-"""The meeting pipeline: what every session shares, and the steps after `stop`.
+"""The meeting pipeline: a session's parts while it records, and the one job that finishes it.
 
-`MeetingPipeline` bundles the long-lived components the app lifespan builds (recogniser,
-orchestrator, diariser, LLM chain, workflow hooks) and runs the post-recording steps:
-diarise the committed transcript, summarise it, hand the record to the hooks, build `final`.
-A failing step is listed in `errors` and the meeting goes on with what it has.
+    open_session(id, emit) -> SessionParts      the buffer, the live pump and the speaker tracker
+    submit(id, run)                             queue the after-stop job on the orchestrator
+    finish(FinishedRecording, send) -> final    tail commit, diarisation, summary, hooks, `final`
+
+The session hands a `FinishedRecording` to `finish` and only sends what comes back. A failing
+step is listed in `errors` and the meeting goes on with what it has.
 """
 
 from __future__ import annotations
@@ -12,172 +14,203 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from observability import Metrics
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.errors import MeetingAssistantError
+from services.live_pump import Emit, LivePump
 from services.live_transcriber import LivePolicy, LiveTranscriber
 from services.orchestrator import InferenceJob, Orchestrator
-from services.settings import Settings
+from services.protocol import error_message, final_message, status_message
+from services.session_speakers import SessionSpeakers
+from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment
 
 if TYPE_CHECKING:
     from integrations.workflows import WorkflowRunner
-    from services.diarization import DiarizationService, SessionSpeakers
+    from services.diarization import DiarizationService
     from services.diarization_backends.base import SpeakerTurn
     from services.llm_service import LLMService
 
 logger = logging.getLogger(__name__)
 
-P = ParamSpec("P")
 T = TypeVar("T")
-StatusReport = Callable[[str, str], None]
+Send = Callable[[dict[str, Any]], None]
 
 NO_SPEECH_SUMMARY = "No speech was detected in this recording."
 
 
-def live_policy(settings: Settings) -> LivePolicy:
-    """The live transcription timing the ASR_* settings ask for."""
-    return LivePolicy(
-        min_silence=settings.asr_min_silence_seconds,
-        commit_silence=settings.asr_commit_silence_seconds,
-        commit_window=settings.asr_commit_window_seconds,
-        max_utterance=settings.asr_max_utterance_seconds,
-        vad_threshold=settings.asr_vad_threshold,
-    )
+@dataclass(slots=True)
+class SessionParts:
+    """What one recording session works with while it records."""
+
+    buffer: SecureAudioBuffer
+    pump: LivePump
+    speakers: SessionSpeakers | None
+
+    def close(self) -> None:
+        """Drop the work in flight and the audio (the session is over)."""
+        self.pump.cancel()
+        if self.speakers is not None:
+            self.speakers.close()
+        self.buffer.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRecording:
+    """What a session hands the pipeline at stop."""
+
+    session_id: str
+    title: str | None
+    started_at: float
+    """Unix time the session started."""
+    stopped_at: float
+    """`time.perf_counter()` when the recording stopped (for stop -> final)."""
+    parts: SessionParts
 
 
 class MeetingPipeline:
-    """Shared components plus the post-recording steps of a meeting."""
+    """Builds each session's parts and finishes each meeting."""
 
     def __init__(
         self,
         *,
-        settings: Settings,
         metrics: Metrics,
         recognizer: SpeechRecognizer,
         orchestrator: Orchestrator,
         diarization: DiarizationService | None,
         llm: LLMService,
         workflows: WorkflowRunner,
+        policy: LivePolicy,
+        cipher: AudioCipher,
+        partial_interval: float,
     ) -> None:
-        self.settings = settings
         self.metrics = metrics
-        self.recognizer = recognizer
-        self.orchestrator = orchestrator
-        self.diarization = diarization
-        self.llm = llm
-        self.workflows = workflows
-        self._live_policy = live_policy(settings)
-        key = settings.audio_encryption_key
-        self._cipher = AudioCipher(key.get_secret_value() if key else None)
+        self._recognizer = recognizer
+        self._orchestrator = orchestrator
+        self._diarization = diarization
+        self._llm = llm
+        self._workflows = workflows
+        self._policy = policy
+        self._cipher = cipher
+        self._partial_interval = partial_interval
 
-    def new_buffer(self) -> SecureAudioBuffer:
-        return SecureAudioBuffer(self._cipher)
-
-    def new_transcriber(self, buffer: SecureAudioBuffer) -> LiveTranscriber:
-        return LiveTranscriber(self.recognizer, buffer, self._live_policy)
-
-    def new_session_speakers(self, session_id: str) -> SessionSpeakers | None:
-        return self.diarization.session_speakers(session_id) if self.diarization is not None else None
-
-    async def run_model(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self.orchestrator.run_model(fn, *args, **kwargs)
+    def open_session(self, session_id: str, emit: Emit) -> SessionParts:
+        """A new session's buffer, live pump and speaker tracker; `emit` receives its live updates."""
+        buffer = SecureAudioBuffer(self._cipher)
+        speakers = self._diarization.session_speakers(session_id) if self._diarization is not None else None
+        pump = LivePump(
+            session_id=session_id,
+            buffer=buffer,
+            transcriber=LiveTranscriber(self._recognizer, buffer, self._policy),
+            speakers=speakers,
+            run_model=self._orchestrator.run_model,
+            emit=emit,
+            interval=self._partial_interval,
+            metrics=self.metrics,
+        )
+        return SessionParts(buffer, pump, speakers)
 
     def submit(self, session_id: str, run: Callable[[], Awaitable[None]]) -> None:
-        self.metrics.jobs_total.labels(stage="meeting").inc()
-        self.orchestrator.submit(InferenceJob(session_id=session_id, run=run))
+        """Queue an after-stop job.
 
-    async def finish_meeting(
-        self,
-        *,
-        session_id: str,
-        title: str | None,
-        started_at: float,
-        buffer: SecureAudioBuffer,
-        segments: Sequence[Segment],
-        speaker_turns: asyncio.Task[list[SpeakerTurn]] | None,
-        errors: list[str],
-        report: StatusReport,
-    ) -> dict[str, Any]:
-        """Diarise, summarise and hand on a meeting whose transcript is complete; return `final`.
-
-        `speaker_turns` is the diarisation started at stop (`start_diarization`). `errors` holds
-        what already went wrong; each failing step adds its own line.
+        Raises:
+            RuntimeError: the server is shutting down and takes no new jobs.
         """
+        self.metrics.jobs_total.labels(stage="meeting").inc()
+        self._orchestrator.submit(InferenceJob(session_id=session_id, run=run))
+
+    async def finish(self, recording: FinishedRecording, send: Send) -> dict[str, Any]:
+        """Finish a stopped recording and return its `final` message; `send` gets the statuses on the way.
+
+        Frees the recording's parts whatever happens.
+        """
+        session_id, parts = recording.session_id, recording.parts
+        try:
+            send(status_message("transcribing", session_id, "Finishing the transcript."))
+            parts.pump.stop()
+            await parts.pump.settle()
+            turns = self._start_diarization(parts)
+            try:
+                errors = await self._finish_transcript(session_id, parts.pump, send)
+                return await self._finish_meeting(recording, turns, errors, send)
+            finally:
+                if turns is not None:
+                    await cancel_and_wait(turns)  # unused when there was no speech
+        finally:
+            parts.close()
+
+    async def _finish_transcript(self, session_id: str, pump: LivePump, send: Send) -> list[str]:
+        """Commit the open tail; the errors it met."""
+        try:
+            await pump.finish()
+        except MeetingAssistantError as exc:
+            logger.warning("finishing the transcript failed (session %s): %s", session_id, exc)
+            self.metrics.job_failures.labels(stage="asr_final").inc()
+            send(error_message("transcription_failed", str(exc)))
+            return [str(exc)]
+        return []
+
+    def _start_diarization(self, parts: SessionParts) -> asyncio.Task[list[SpeakerTurn]] | None:
+        """Finish telling the speakers apart from the audio alone, beside the tail commit.
+
+        Diarisation needs no transcript, so it runs beside the last transcription step instead of
+        after it (on the two cores of a small server that halves its share of stop -> final).
+        """
+        if parts.speakers is None:
+            return None
+        self.metrics.jobs_total.labels(stage="diarization").inc()
+        return asyncio.create_task(parts.speakers.turns(parts.buffer))
+
+    async def _finish_meeting(
+        self,
+        recording: FinishedRecording,
+        turns: asyncio.Task[list[SpeakerTurn]] | None,
+        errors: list[str],
+        send: Send,
+    ) -> dict[str, Any]:
+        session_id = recording.session_id
         timings: dict[str, float] = {}
-        segments = [segment for segment in segments if segment.text]
+        segments = [segment for segment in recording.parts.pump.committed if segment.text]
         if segments:
-            report("diarizing", "Telling the speakers apart.")
-            segments = await self._timed(
-                timings, "diarization", self._diarize(session_id, speaker_turns, segments, errors)
-            )
-            report("summarizing", "Writing the summary.")
-            summary, provider = await self._timed(
-                timings, "summary", self._summarize(session_id, title, segments, errors)
+            send(status_message("diarizing", session_id, "Telling the speakers apart."))
+            segments = await _timed(timings, "diarization", self._diarize(session_id, turns, segments, errors))
+            send(status_message("summarizing", session_id, "Writing the summary."))
+            summary, provider = await _timed(
+                timings, "summary", self._summarize(session_id, recording.title, segments, errors)
             )
         else:
             summary, provider = MeetingSummary(summary=NO_SPEECH_SUMMARY), "none"
         record = MeetingRecord(
             session_id=session_id,
-            title=title,
-            started_at=started_at,
-            duration=buffer.samples / SAMPLE_RATE,
+            title=recording.title,
+            started_at=recording.started_at,
+            duration=recording.parts.buffer.samples / SAMPLE_RATE,
             segments=list(segments),
             summary=summary,
             provider=provider,
             errors=errors,
         )
-        errors.extend(await self._timed(timings, "workflows", self.workflows.run(record)))
-        return {
-            "type": "final",
-            "session_id": session_id,
-            "transcript": record.transcript,
-            "segments": [segment.to_wire() for segment in record.segments],
-            "summary": summary.to_wire(),
-            "provider": provider,
-            "errors": errors,
-            "metrics": {
-                "audio_seconds": round(record.duration, 3),
-                "segments": len(record.segments),
-                "speakers": len({s.speaker for s in record.segments if s.speaker}),
-                **{f"{name}_seconds": round(value, 3) for name, value in timings.items()},
-            },
-        }
-
-    async def _timed(self, timings: dict[str, float], name: str, step: Awaitable[T]) -> T:
-        started = time.perf_counter()
-        try:
-            return await step
-        finally:
-            timings[name] = time.perf_counter() - started
-
-    def start_diarization(
-        self, speakers: SessionSpeakers | None, buffer: SecureAudioBuffer
-    ) -> asyncio.Task[list[SpeakerTurn]] | None:
-        """Finish telling the speakers apart from the audio alone, at stop.
-
-        Diarisation needs no transcript, so it runs beside the last transcription step instead of
-        after it (on the two cores of a small server that halves its share of stop -> final).
-        """
-        if speakers is None:
-            return None
-        self.metrics.jobs_total.labels(stage="diarization").inc()
-        return asyncio.create_task(speakers.turns(buffer))
+        errors.extend(await _timed(timings, "workflows", self._workflows.run(record)))
+        timings["stop_to_final"] = time.perf_counter() - recording.stopped_at
+        self.metrics.end_to_end_latency.observe(timings["stop_to_final"])
+        send(status_message("done", session_id, "Done: the transcript and summary follow."))
+        return final_message(record, timings)
 
     async def _diarize(
         self,
         session_id: str,
-        speaker_turns: asyncio.Task[list[SpeakerTurn]] | None,
+        turns: asyncio.Task[list[SpeakerTurn]] | None,
         segments: list[Segment],
         errors: list[str],
     ) -> list[Segment]:
-        if self.diarization is None or speaker_turns is None:
+        if self._diarization is None or turns is None:
             return segments
         try:
-            return self.diarization.apply_turns(segments, await speaker_turns)
+            return self._diarization.apply_turns(segments, await turns)
         except MeetingAssistantError as exc:
             logger.warning("diarisation failed (session %s): %s", session_id, exc)
             self.metrics.job_failures.labels(stage="diarization").inc()
@@ -188,6 +221,14 @@ class MeetingPipeline:
         self, session_id: str, title: str | None, segments: Sequence[Segment], errors: list[str]
     ) -> tuple[MeetingSummary, str]:
         self.metrics.jobs_total.labels(stage="summary").inc()
-        outcome = await self.llm.summarize_meeting(segments, title=title, session_id=session_id)
+        outcome = await self._llm.summarize_meeting(segments, title=title, session_id=session_id)
         errors.extend(outcome.errors)
         return outcome.summary, outcome.provider
+
+
+async def _timed(timings: dict[str, float], name: str, step: Awaitable[T]) -> T:
+    started = time.perf_counter()
+    try:
+        return await step
+    finally:
+        timings[name] = time.perf_counter() - started

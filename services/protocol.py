@@ -1,4 +1,4 @@
-"""The WebSocket wire format: parsing client text frames and building server messages.
+"""The WebSocket wire format: parsing client text frames, building every server message, close codes.
 
 Pydantic lives here, at the edge; the rest of the code gets typed messages or a `ProtocolError`
 whose `code` and `message` go straight into an `error` frame.
@@ -10,9 +10,15 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette import status
 
 from services.errors import ProtocolError
-from services.live_transcriber import TranscriptUpdate
+from services.types import MeetingRecord, TranscriptUpdate
+
+CLOSE_NORMAL = status.WS_1000_NORMAL_CLOSURE
+CLOSE_POLICY = status.WS_1008_POLICY_VIOLATION
+CLOSE_TOO_BIG = status.WS_1009_MESSAGE_TOO_BIG
+CLOSE_TRY_AGAIN_LATER = status.WS_1013_TRY_AGAIN_LATER
 
 MAX_TEXT_FRAME_CHARS = 4096
 MIN_SAMPLE_RATE = 8_000
@@ -91,4 +97,23 @@ def partial_message(update: TranscriptUpdate, lag: float) -> dict[str, Any]:
         "committed": update.committed,
         "speaker": segment.speaker,
         "lag": round(lag, 3),
+    }
+
+
+def final_message(record: MeetingRecord, timings: dict[str, float]) -> dict[str, Any]:
+    """The terminal `final` message of a session; `timings` are seconds by step name."""
+    return {
+        "type": "final",
+        "session_id": record.session_id,
+        "transcript": record.transcript,
+        "segments": [segment.to_wire() for segment in record.segments],
+        "summary": record.summary.to_wire(),
+        "provider": record.provider,
+        "errors": record.errors,
+        "metrics": {
+            "audio_seconds": round(record.duration, 3),
+            "segments": len(record.segments),
+            "speakers": len({segment.speaker for segment in record.segments if segment.speaker}),
+            **{f"{name}_seconds": round(value, 3) for name, value in timings.items()},
+        },
     }

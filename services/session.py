@@ -1,24 +1,32 @@
-"""One recording session over one WebSocket: the protocol, the state machine, the live pump.
+"""One recording session over one WebSocket: the socket, the protocol and the state machine.
 
-States and legal transitions (anything else is a `SessionStateError` sent as an `error`):
+States and legal transitions (checked in `_transition`; an illegal message is a `SessionStateError`
+sent as an `error`):
 
-    CONNECTED --start/audio--> RECORDING --stop/limit/disconnect--> FINISHING --final--> DONE
-    CONNECTED --stop/disconnect--> FINISHING
+    CONNECTED --start/audio--> RECORDING --stop/limit--> FINISHING --final--> DONE
+    CONNECTED --stop--> FINISHING
+    CONNECTED, RECORDING, FINISHING --client gone / closed by the server--> DETACHED --job ends--> DONE
+
+FINISHING: stopped, the pipeline finishes the meeting and the client waits for `final`.
+DETACHED: stopped with nobody listening: the meeting is finished in the background, nothing is sent.
 
 Policies (see README "Session lifecycle"):
 - audio before `start` is allowed (16 kHz defaults apply); a second `start`, audio after `stop`
   and a second `stop` get an `error` and change nothing; exactly one `final` per session;
 - a client that disconnects (or is closed for a protocol or size violation) before `stop` is
   treated as having pressed stop: the recording is finished in the background, so its
-  transcript, summary and audit-log line are not lost; nothing is sent to the closed socket;
+  transcript, summary and audit-log line are not lost; a client that leaves before sending any
+  audio leaves nothing to finish;
 - a session that reaches MAX_SESSION_SECONDS of audio is stopped by the server, which says why.
+
+The live work (drafts, careful passes, live labels) is the pump's (`services/live_pump.py`); what
+happens after stop is the pipeline's (`services/pipeline.py`): this module only sends what they make.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -26,132 +34,153 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.audio_intake import FrameRateLimiter, PcmDecoder
-from services.errors import MeetingAssistantError, ProtocolError, SessionStateError
-from services.live_transcriber import CommitJob, LiveTranscriber, TranscriptUpdate
+from services.errors import ProtocolError, SessionStateError
 from services.outbox import Outbox
-from services.pipeline import MeetingPipeline
-from services.protocol import StartMessage, error_message, parse_client_text, partial_message, status_message
-from services.types import SAMPLE_RATE, Segment
+from services.pipeline import FinishedRecording, MeetingPipeline
+from services.protocol import (
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    StartMessage,
+    error_message,
+    parse_client_text,
+    partial_message,
+    status_message,
+)
+from services.settings import Settings
+from services.tasks import cancel_and_wait
+from services.types import SAMPLE_RATE, TranscriptUpdate
 
 logger = logging.getLogger(__name__)
-
-CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
 
 
 class SessionState(Enum):
     CONNECTED = "connected"
     RECORDING = "recording"
     FINISHING = "finishing"
+    DETACHED = "detached"
     DONE = "done"
 
 
 _TRANSITIONS = {
-    SessionState.CONNECTED: {SessionState.RECORDING, SessionState.FINISHING},
-    SessionState.RECORDING: {SessionState.FINISHING},
-    SessionState.FINISHING: {SessionState.DONE},
+    SessionState.CONNECTED: {SessionState.RECORDING, SessionState.FINISHING, SessionState.DETACHED},
+    SessionState.RECORDING: {SessionState.FINISHING, SessionState.DETACHED},
+    SessionState.FINISHING: {SessionState.DETACHED, SessionState.DONE},
+    SessionState.DETACHED: {SessionState.DONE},
     SessionState.DONE: set(),
 }
+_LIVE = {SessionState.CONNECTED, SessionState.RECORDING}
 
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
-    partial_interval: float
+    """What one session may do, from the settings."""
+
     max_session_seconds: float
     max_message_bytes: int
     max_violations: int
     max_frames_per_second: float
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionLimits:
+        return cls(
+            max_session_seconds=settings.max_session_seconds,
+            max_message_bytes=settings.ws_max_message_bytes,
+            max_violations=settings.max_protocol_violations,
+            max_frames_per_second=settings.max_frames_per_second,
+        )
+
 
 class RecordingSession:
     """Drives one WebSocket from accept to close. Call `run()` once, after `accept()`."""
 
-    def __init__(
-        self,
-        websocket: WebSocket,
-        session_id: str,
-        pipeline: MeetingPipeline,
-        limits: SessionLimits,
-    ) -> None:
+    def __init__(self, websocket: WebSocket, session_id: str, pipeline: MeetingPipeline, limits: SessionLimits) -> None:
         self.id = session_id
+        self.state = SessionState.CONNECTED
         self._ws = websocket
         self._pipeline = pipeline
         self._limits = limits
         self._metrics = pipeline.metrics
-        self.state = SessionState.CONNECTED
-        self._buffer = pipeline.new_buffer()
-        self._transcriber: LiveTranscriber = pipeline.new_transcriber(self._buffer)
-        self._speakers = pipeline.new_session_speakers(session_id)
         self._outbox = Outbox(on_drop=self._metrics.partials_dropped.inc)
+        self._parts = pipeline.open_session(session_id, self._emit)
         self._decoder = PcmDecoder(SAMPLE_RATE)
         self._title: str | None = None
         self._started_at = time.time()
         self._violations = 0
         self._rate_limiter = FrameRateLimiter(limits.max_frames_per_second)
         self._rate_warned_at = 0.0
-        self._audio_arrived = asyncio.Event()
-        self._advance_lock = asyncio.Lock()
-        self._pump_task: asyncio.Task[None] | None = None
-        self._commit_task: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
-        self._stopped_at = 0.0
-        self._close_code: int | None = None
-        self.client_gone = False
-
-    # --- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve the socket until the final is sent or the client goes; never raises."""
         sender = asyncio.create_task(self._send_loop(), name=f"send-{self.id}")
-        self._pump_task = asyncio.create_task(self._pump(), name=f"pump-{self.id}")
+        self._parts.pump.start()
         self._outbox.put(status_message("recording", self.id, 'Connected: send audio, then {"type": "stop"}.'))
+        close_code: int | None = status.WS_1011_INTERNAL_ERROR
         try:
-            await self._receive_loop()
+            close_code = await self._receive_loop()
         finally:
-            await self._close(sender)
+            await self._leave(close_code, sender)
 
-    async def _receive_loop(self) -> None:
+    # --- the socket ---------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> int | None:
+        """Read frames until the final is queued (1000), the server closes (1008, 1009) or the client leaves (None)."""
         done = asyncio.create_task(self._done.wait())
         try:
             while True:
                 receive = asyncio.create_task(self._ws.receive())
                 await asyncio.wait({receive, done}, return_when=asyncio.FIRST_COMPLETED)
                 if not receive.done():
-                    await _cancel(receive)
-                    return
+                    await cancel_and_wait(receive)
+                    return CLOSE_NORMAL
                 message = receive.result()
                 if message["type"] == "websocket.disconnect":
-                    self.client_gone = True
-                    return
-                if not await self._dispatch(message):
-                    return
+                    return None
+                if (close_code := await self._dispatch(message)) is not None:
+                    return close_code
         finally:
-            await _cancel(done)
+            await cancel_and_wait(done)
 
-    async def _close(self, sender: asyncio.Task[None]) -> None:
+    async def _leave(self, close_code: int | None, sender: asyncio.Task[None]) -> None:
         """Leave the socket per the session policy (module docstring)."""
-        if self.state in (SessionState.CONNECTED, SessionState.RECORDING):
-            self._stop("the connection closed before stop" if self._close_code is None else "closed by the server")
-        if not self.client_gone and self._close_code is not None:
-            with contextlib.suppress(TimeoutError):  # let the client read why it is being closed
-                await asyncio.wait_for(self._outbox.drained(), 1.0)
-        elif not self.client_gone:
+        if self.state in _LIVE:
+            if close_code is None and self._parts.buffer.samples == 0:
+                self._transition(SessionState.DETACHED)
+                self._end()  # nothing was recorded and nobody is listening
+            else:
+                self._stop("the connection closed before stop" if close_code is None else "closed by the server")
+        if self.state is SessionState.FINISHING and close_code != CLOSE_NORMAL:
+            self._transition(SessionState.DETACHED)
+        if close_code is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(sender), timeout=5.0)
-        await _cancel(sender)
-        if not self.client_gone:
+                if close_code == CLOSE_NORMAL:  # the final is queued: let the client read it
+                    await asyncio.wait_for(asyncio.shield(sender), timeout=5.0)
+                else:  # let the client read why it is being closed
+                    await asyncio.wait_for(self._outbox.drained(), 1.0)
             with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-                await self._ws.close(self._close_code or CLOSE_NORMAL)
-        self.client_gone = True
-        if self.state is not SessionState.DONE:
-            self._outbox.close()  # the background job finishes; nobody is left to read its messages
+                await self._ws.close(close_code)
+        await cancel_and_wait(sender)
+        self._outbox.close()  # a detached meeting is finished in the background; nobody reads its messages
 
-    async def _dispatch(self, message: Mapping[str, Any]) -> bool:
-        """Handle one frame; False when the socket must close."""
+    async def _send_loop(self) -> None:
+        while (message := await self._outbox.get()) is not None:
+            try:
+                await self._ws.send_json(message)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                return  # the client is gone; the receive loop hears of it next
+
+    def _emit(self, update: TranscriptUpdate, lag: float) -> None:
+        self._outbox.put(partial_message(update, lag))
+
+    # --- client frames ------------------------------------------------------------------------
+
+    async def _dispatch(self, message: Mapping[str, Any]) -> int | None:
+        """Handle one frame; a close code when the socket must close."""
         try:
             if message.get("bytes") is not None:
                 await self._throttle()
@@ -159,9 +188,7 @@ class RecordingSession:
             self._on_text(message.get("text") or "")
         except ProtocolError as exc:
             return self._violation(exc)
-        return True
-
-    # --- client frames ------------------------------------------------------------------------
+        return None
 
     def _on_text(self, text: str) -> None:
         parsed = parse_client_text(text)
@@ -180,37 +207,37 @@ class RecordingSession:
         self._transition(SessionState.RECORDING)
 
     def _on_stop(self) -> None:
-        if self.state in (SessionState.FINISHING, SessionState.DONE):
+        if self.state not in _LIVE:
             raise SessionStateError("already_stopped", "The session is already finishing; the final message follows.")
         self._stop("stop received")
 
-    def _on_audio(self, data: bytes) -> bool:
+    def _on_audio(self, data: bytes) -> int | None:
         if len(data) > self._limits.max_message_bytes:
             self._metrics.protocol_errors.labels(code="frame_too_big").inc()
-            self._close_code = CLOSE_TOO_BIG
-            return False
+            return CLOSE_TOO_BIG
         if not data:
-            return True
-        if self.state in (SessionState.FINISHING, SessionState.DONE):
+            return None
+        if self.state not in _LIVE:
             raise SessionStateError(
                 "audio_after_stop", "Audio after 'stop' is ignored: start a new session to record more."
             )
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
+        buffer = self._parts.buffer
         limit = int(self._limits.max_session_seconds * SAMPLE_RATE)
-        self._buffer.append(self._decoder.decode(data)[: limit - self._buffer.samples])
-        self._audio_arrived.set()
-        if self._buffer.samples >= limit:
+        buffer.append(self._decoder.decode(data)[: limit - buffer.samples])
+        self._parts.pump.notify()
+        if buffer.samples >= limit:
+            seconds = self._limits.max_session_seconds
             self._outbox.put(
                 status_message(
                     "recording",
                     self.id,
-                    f"The maximum session length ({self._limits.max_session_seconds:.0f} s) was reached: "
-                    "finishing the recording.",
+                    f"The maximum session length ({seconds:.0f} s) was reached: finishing the recording.",
                 )
             )
             self._stop("maximum session length reached")
-        return True
+        return None
 
     async def _throttle(self) -> None:
         """Slow a flooding client down instead of dropping its audio.
@@ -234,99 +261,34 @@ class RecordingSession:
             )
         await asyncio.sleep(delay)
 
-    def _violation(self, error: ProtocolError) -> bool:
+    def _violation(self, error: ProtocolError) -> int | None:
         self._violations += 1
         self._metrics.protocol_errors.labels(code=error.code).inc()
         self._outbox.put(error_message(error.code, error.message))
         if self._violations >= self._limits.max_violations:
             self._outbox.put(error_message("too_many_errors", "Too many invalid messages: closing the connection."))
-            self._close_code = CLOSE_POLICY
-            return False
-        return True
+            return CLOSE_POLICY
+        return None
 
     def _transition(self, target: SessionState) -> None:
         if target not in _TRANSITIONS[self.state]:
             raise SessionStateError("invalid_state", f"Cannot go from {self.state.value} to {target.value}.")
         self.state = target
 
-    # --- live transcription -------------------------------------------------------------------
-
-    async def _pump(self) -> None:
-        """Draft live text whenever enough new audio has arrived; start the careful passes it schedules."""
-        interval = int(self._limits.partial_interval * SAMPLE_RATE)
-        while self.state in (SessionState.CONNECTED, SessionState.RECORDING):
-            await self._audio_arrived.wait()
-            self._audio_arrived.clear()
-            if self._buffer.samples - self._transcriber.processed_samples < interval:
-                continue
-            try:
-                await self._advance(self._transcriber.advance)
-                self._start_commit()
-                if self._speakers is not None:
-                    self._speakers.catch_up(self._buffer)
-            except Exception:  # a failed draft must not end the recording; the final pass retries the audio
-                logger.exception("live transcription step failed (session %s)", self.id)
-                self._metrics.job_failures.labels(stage="asr_live").inc()
-                await asyncio.sleep(self._limits.partial_interval)
-
-    def _start_commit(self) -> None:
-        """Run the careful pass the transcriber scheduled beside the drafts, which go on meanwhile."""
-        if self._commit_task is not None and not self._commit_task.done():
-            return
-        job = self._transcriber.take_commit()
-        if job is not None:
-            self._commit_task = asyncio.create_task(self._commit(job), name=f"commit-{self.id}")
-
-    async def _commit(self, job: CommitJob) -> None:
-        segments: list[Segment] | None
-        try:
-            segments = await self._pipeline.run_model(self._transcriber.transcribe_commit, job)
-        except Exception:  # the drafts shown stand in for the careful text: nothing said is lost
-            logger.exception("careful transcription failed (session %s); keeping the drafts", self.id)
-            self._metrics.job_failures.labels(stage="asr_live").inc()
-            segments = None
-        try:
-            await self._advance(functools.partial(self._transcriber.apply_commit, job, segments))
-        except Exception:  # never raises: _finish awaits this task
-            logger.exception("committing a careful pass failed (session %s)", self.id)
-            self._metrics.job_failures.labels(stage="asr_live").inc()
-
-    async def _advance(self, step: Any) -> None:
-        async with self._advance_lock:
-            updates: list[TranscriptUpdate] = await self._pipeline.run_model(step)
-            for update in updates:
-                await self._label_live(update)
-                lag = (self._buffer.samples - self._transcriber.processed_samples) / SAMPLE_RATE
-                self._metrics.processing_lag.observe(lag)
-                self._outbox.put(partial_message(update, lag))
-
-    async def _label_live(self, update: TranscriptUpdate) -> None:
-        segment = update.segment
-        if self._speakers is None or not update.committed or not segment.text:
-            return
-        try:
-            # decrypting up to a window of audio is model-sized work: off the event loop
-            audio = await self._pipeline.run_model(
-                self._buffer.read, int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
-            )
-            segment.speaker = await self._speakers.label(audio, segment.start, segment.end)
-        except Exception:  # a live label is a nicety: the final pass labels every segment again
-            logger.warning("live speaker label failed (session %s)", self.id, exc_info=True)
-
     # --- finishing ----------------------------------------------------------------------------
 
     def _stop(self, reason: str) -> None:
+        """The recording is over: hand it to the pipeline, which finishes it in the job queue."""
         self._transition(SessionState.FINISHING)
-        self._stopped_at = time.perf_counter()
-        self._buffer.append(self._decoder.flush())
-        self._audio_arrived.set()  # wake the pump so it sees the state and exits
-        if self.client_gone and self._buffer.samples == 0:
-            self._end()  # nothing was recorded and nobody is listening
-            return
-        logger.info("session %s stopping: %s (%.1f s of audio)", self.id, reason, self._buffer.samples / SAMPLE_RATE)
+        stopped_at = time.perf_counter()
+        self._parts.buffer.append(self._decoder.flush())
+        self._parts.pump.stop()
+        seconds = self._parts.buffer.samples / SAMPLE_RATE
+        logger.info("session %s stopping: %s (%.1f s of audio)", self.id, reason, seconds)
         self._outbox.put(status_message("queued", self.id, "Recording stopped: waiting for a free worker."))
+        recording = FinishedRecording(self.id, self._title, self._started_at, stopped_at, self._parts)
         try:
-            self._pipeline.submit(self.id, self._finish)
+            self._pipeline.submit(self.id, lambda: self._finish(recording))
         except RuntimeError as exc:  # the server is shutting down and takes no new jobs
             logger.error("session %s could not be finished: %s", self.id, exc)
             self._outbox.put(
@@ -334,61 +296,14 @@ class RecordingSession:
             )
             self._end()
 
-    def _end(self) -> None:
-        if self._commit_task is not None:
-            self._commit_task.cancel()  # only still running when the session ends without finishing
-        if self._speakers is not None:
-            self._speakers.close()
-        self._buffer.clear()
-        self.state = SessionState.DONE
-        self._outbox.close()
-        self._done.set()
-
-    async def _finish(self) -> None:
-        self._outbox.put(status_message("transcribing", self.id, "Finishing the transcript."))
-        if self._pump_task is not None:
-            await self._pump_task  # let an in-flight live step finish: it shares the transcriber
-        if self._commit_task is not None:
-            await self._commit_task  # and the careful pass in flight (it never raises)
-        speaker_turns = self._pipeline.start_diarization(self._speakers, self._buffer)
-        errors: list[str] = []
+    async def _finish(self, recording: FinishedRecording) -> None:
         try:
-            try:
-                await self._advance(self._transcriber.finish)
-            except MeetingAssistantError as exc:
-                logger.warning("finishing the transcript failed (session %s): %s", self.id, exc)
-                self._metrics.job_failures.labels(stage="asr_final").inc()
-                errors.append(str(exc))
-                self._outbox.put(error_message("transcription_failed", str(exc)))
-            final = await self._pipeline.finish_meeting(
-                session_id=self.id,
-                title=self._title,
-                started_at=self._started_at,
-                buffer=self._buffer,
-                segments=self._transcriber.committed,
-                speaker_turns=speaker_turns,
-                errors=errors,
-                report=lambda status, text: self._outbox.put(status_message(status, self.id, text)),
-            )
-            final["metrics"]["stop_to_final_seconds"] = round(time.perf_counter() - self._stopped_at, 3)
-            self._metrics.end_to_end_latency.observe(time.perf_counter() - self._stopped_at)
-            self._outbox.put(status_message("done", self.id, "Done: the transcript and summary follow."))
-            self._outbox.put(final)  # the terminal message
+            self._outbox.put(await self._pipeline.finish(recording, self._outbox.put))
         finally:
-            if speaker_turns is not None:
-                await _cancel(speaker_turns)  # unused when there was no speech
             self._end()
 
-    async def _send_loop(self) -> None:
-        while (message := await self._outbox.get()) is not None:
-            try:
-                await self._ws.send_json(message)
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self.client_gone = True
-                return
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+    def _end(self) -> None:
+        self._parts.close()
+        self._transition(SessionState.DONE)
+        self._outbox.close()
+        self._done.set()

@@ -1,7 +1,8 @@
 """Stage outputs shared by the pipeline: plain dataclasses, no I/O.
 
-ASR produces `Segment`s (with `Word`s), diarisation fills in `Segment.speaker`, the LLM
-service produces a `MeetingSummary`, and the workflow hooks receive a `MeetingRecord`.
+ASR produces `Segment`s (with `Word`s) and, while recording, `TranscriptUpdate`s; diarisation
+fills in `Segment.speaker`, the LLM service produces a `MeetingSummary`, and the workflow hooks
+receive a `MeetingRecord`.
 Pydantic lives only at the edges (settings, wire messages, LLM output validation).
 """
 
@@ -42,6 +43,15 @@ class Segment:
             "speaker": self.speaker,
             "text": self.text,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptUpdate:
+    """One `partial_transcript` message: the current text of segment `segment_id`."""
+
+    segment_id: int
+    segment: Segment
+    committed: bool
 
 
 @dataclass(slots=True)

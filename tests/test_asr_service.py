@@ -34,7 +34,7 @@ def test_careful_transcription_has_the_words_and_their_times(recognizer: Whisper
 
 def test_draft_of_a_short_window_is_close_to_the_careful_text(recognizer: WhisperRecognizer) -> None:
     audio = _audio("one_voice.wav")[: int(4.6 * 16000)]  # "The quarterly numbers look strong and sales grew..."
-    draft = recognizer.draft(audio).lower()
+    draft = recognizer.draft(audio, 0.0).lower()
     assert "numbers look strong" in draft
     assert "every region" in draft
 

@@ -6,12 +6,12 @@ NeMo fallbacks are exercised for real: neither package is part of the default in
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import logging
 import wave
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,12 @@ import pytest
 
 from observability import Metrics
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
-from services.diarization import CATCH_UP_SECONDS, DiarizationService, build_diarization_service
+from services.diarization import DiarizationService, build_diarization_service
 from services.diarization_backends.alignment import assign_speakers
 from services.diarization_backends.base import SpeakerTurn
 from services.errors import AudioDecryptionError
+from services.orchestrator import ModelRunner, Orchestrator
+from services.session_speakers import CATCH_UP_SECONDS
 from services.settings import Settings, load_settings
 from services.types import SAMPLE_RATE, Segment, Word
 
@@ -59,14 +61,16 @@ def _segments(name: str) -> list[Segment]:
 
 
 @pytest.fixture(scope="module")
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-inference") as pool:
-        yield pool
+def run_model() -> Iterator[ModelRunner]:
+    """The orchestrator's door to the inference executor (its job workers are not needed here)."""
+    orchestrator = Orchestrator(workers=1, batch_size=1, metrics=Metrics())
+    yield orchestrator.run_model
+    asyncio.run(orchestrator.aclose())
 
 
 @pytest.fixture(scope="module")
-def service(executor: ThreadPoolExecutor) -> DiarizationService:
-    return build_diarization_service(_settings(), executor, Metrics())
+def service(run_model: ModelRunner) -> DiarizationService:
+    return build_diarization_service(_settings(), run_model, Metrics())
 
 
 async def test_two_voices_give_two_speakers_and_the_right_turns(service: DiarizationService) -> None:
@@ -112,15 +116,15 @@ async def test_silence_and_very_short_audio_give_no_speakers(service: Diarizatio
     assert await service.label_segments(audio, []) == []
 
 
-async def test_min_max_hint_is_honoured(executor: ThreadPoolExecutor) -> None:
-    capped = build_diarization_service(_settings(diarization_max_speakers=1), executor, Metrics())
+async def test_min_max_hint_is_honoured(run_model: ModelRunner) -> None:
+    capped = build_diarization_service(_settings(diarization_max_speakers=1), run_model, Metrics())
     labelled = await capped.label_segments(_audio("meeting_two_voices"), _segments("meeting_two_voices"))
     assert {s.speaker for s in labelled} == {"SPEAKER_1"}
 
 
-async def test_latency_is_recorded_by_backend(executor: ThreadPoolExecutor) -> None:
+async def test_latency_is_recorded_by_backend(run_model: ModelRunner) -> None:
     metrics = Metrics()
-    timed = build_diarization_service(_settings(), executor, metrics)
+    timed = build_diarization_service(_settings(), run_model, metrics)
     await timed.label_segments(_audio("one_voice"), _segments("one_voice"))
     count = metrics.registry.get_sample_value(
         "meeting_assistant_diarization_latency_seconds_count", {"backend": "embedded"}
@@ -206,11 +210,11 @@ async def test_silence_while_recording_gives_no_turns(service: DiarizationServic
     ("token", "reason"), [(None, "HF_TOKEN is unset"), ("hf_dummy", "pyannote.audio is not installed")]
 )
 async def test_missing_pyannote_falls_back_to_embedded_with_one_warning(
-    executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture, token: str | None, reason: str
+    run_model: ModelRunner, caplog: pytest.LogCaptureFixture, token: str | None, reason: str
 ) -> None:
     caplog.set_level(logging.WARNING, logger="services.diarization")
     settings = _settings(diarization_backend="pyannote", hf_token=token)
-    fallback = build_diarization_service(settings, executor, Metrics())
+    fallback = build_diarization_service(settings, run_model, Metrics())
     assert fallback.name == "embedded"
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Speaker labels" in warnings[0].getMessage() and reason in warnings[0].getMessage()
@@ -219,17 +223,17 @@ async def test_missing_pyannote_falls_back_to_embedded_with_one_warning(
 
 
 @pytest.mark.skipif(importlib.util.find_spec("nemo") is not None, reason="NeMo is installed")
-def test_nemo_toggle_without_nemo_falls_back(executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture) -> None:
+def test_nemo_toggle_without_nemo_falls_back(run_model: ModelRunner, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="services.diarization")
     fallback = build_diarization_service(
-        _settings(diarization_backend="auto", nemo_diarization_enabled=True), executor, Metrics()
+        _settings(diarization_backend="auto", nemo_diarization_enabled=True), run_model, Metrics()
     )
     assert fallback.name == "embedded"
     assert any("NeMo is not installed" in r.getMessage() for r in caplog.records)
 
 
-async def test_backend_none_leaves_segments_unlabelled(executor: ThreadPoolExecutor) -> None:
-    off = build_diarization_service(_settings(diarization_backend="none"), executor, Metrics())
+async def test_backend_none_leaves_segments_unlabelled(run_model: ModelRunner) -> None:
+    off = build_diarization_service(_settings(diarization_backend="none"), run_model, Metrics())
     labelled = await off.label_segments(_audio("one_voice"), _segments("one_voice"))
     assert off.name == "none" and {s.speaker for s in labelled} == {None}
     assert await off.session_speakers("off").label(_audio("one_voice"), 0.0, 1.0) is None

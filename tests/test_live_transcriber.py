@@ -9,7 +9,8 @@ from cryptography.fernet import Fernet
 from observability import Metrics
 from services.asr_service import WhisperRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
-from services.live_transcriber import LivePolicy, LiveTranscriber, TranscriptUpdate
+from services.live_transcriber import LivePolicy, LiveTranscriber
+from services.types import TranscriptUpdate
 from tests.support import load_wav, make_settings
 
 
@@ -127,8 +128,8 @@ class _SilentCarefulPass:
     def __init__(self, recognizer: WhisperRecognizer) -> None:
         self._recognizer = recognizer
 
-    def draft(self, audio: np.ndarray, prompt: str = "") -> str:
-        return self._recognizer.draft(audio, prompt)
+    def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
+        return self._recognizer.draft(audio, offset, prompt)
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list:  # type: ignore[type-arg]
         return []

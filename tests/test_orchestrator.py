@@ -25,6 +25,7 @@ async def test_jobs_run_on_workers_and_model_code_runs_off_the_loop() -> None:
 
     for name in "abcde":
         orchestrator.submit(InferenceJob(session_id=name, run=lambda name=name: job(name)))
+    await orchestrator.drain()
     await orchestrator.aclose()
     assert sorted(finished) == list("abcde")
     assert loop_thread not in threads
@@ -66,6 +67,7 @@ async def test_queue_depth_is_exported_and_shutdown_drains_the_queue() -> None:
     await asyncio.sleep(0.05)
     assert _depth(metrics) == 3  # one worker took a batch of two
     gate.set()
+    await orchestrator.drain()
     await orchestrator.aclose()
     assert sorted(ran) == [0, 1, 2, 3, 4]
     try:

@@ -1,0 +1,49 @@
+"""Who may open a recording session: token and origin checks before accept, and the session count.
+
+uvicorn's `--limit-concurrency` does not cover WebSocket upgrades, so the app counts sessions itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.websockets import WebSocket
+
+from observability import Metrics
+from services.settings import Settings
+
+
+class SessionCounter:
+    """Counts open sessions for admission control."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self.active = 0
+        self._gauge = metrics.active_sessions
+
+    def try_acquire(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        self._gauge.set(self.active)
+        return True
+
+    def release(self) -> None:
+        self.active -= 1
+        self._gauge.set(self.active)
+
+
+def refusal_reason(websocket: WebSocket, settings: Settings) -> str | None:
+    """Why an upgrade is refused before accept ("token", "origin"), or None to admit it."""
+    if settings.api_key is not None:
+        token = websocket.query_params.get("token", "")
+        bearer = websocket.headers.get("authorization", "")
+        if bearer.lower().startswith("bearer "):
+            token = token or bearer[7:]
+        if not hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode()):
+            return "token"
+    allowlist = settings.origin_allowlist
+    origin = websocket.headers.get("origin")
+    if allowlist and origin is not None and origin.rstrip("/") not in allowlist:
+        return "origin"
+    return None
