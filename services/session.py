@@ -11,8 +11,9 @@ FINISHING: stopped, the pipeline finishes the meeting and the client waits for `
 DETACHED: stopped with nobody listening: the meeting is finished in the background, nothing is sent.
 
 Policies (see README "Session lifecycle"):
-- audio before `start` is allowed (16 kHz defaults apply); a second `start`, audio after `stop`
-  and a second `stop` get an `error` and change nothing; exactly one `final` per session;
+- audio before `start` is allowed (16 kHz defaults apply); a second `start` and a second `stop`
+  get an `error` and change nothing; audio after `stop` is dropped with one notice (never a
+  violation: frames in flight are normal); exactly one `final` per session;
 - a client that disconnects (or is closed for a protocol or size violation) before `stop` is
   treated as having pressed stop: the recording is finished in the background, so its
   transcript, summary and audit-log line are not lost; a client that leaves before sending any
@@ -113,6 +114,7 @@ class RecordingSession:
         self._violations = 0
         self._rate_limiter = FrameRateLimiter(limits.max_frames_per_second)
         self._rate_warned_at = 0.0
+        self._late_audio_noticed = False
         self._done = asyncio.Event()
 
     async def run(self) -> None:
@@ -218,9 +220,8 @@ class RecordingSession:
         if not data:
             return None
         if self.state not in _LIVE:
-            raise SessionStateError(
-                "audio_after_stop", "Audio after 'stop' is ignored: start a new session to record more."
-            )
+            self._notice_late_audio()
+            return None
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
         buffer = self._parts.buffer
@@ -238,6 +239,17 @@ class RecordingSession:
             )
             self._stop("maximum session length reached")
         return None
+
+    def _notice_late_audio(self) -> None:
+        """Frames still in flight after a stop are normal (a browser's worklet posts a few more):
+        they are dropped with one notice, never counted as violations, so the final still comes."""
+        if self._late_audio_noticed:
+            return
+        self._late_audio_noticed = True
+        self._metrics.protocol_errors.labels(code="audio_after_stop").inc()
+        self._outbox.put(
+            error_message("audio_after_stop", "Audio after 'stop' is ignored: start a new session to record more.")
+        )
 
     async def _throttle(self) -> None:
         """Slow a flooding client down instead of dropping its audio.

@@ -270,6 +270,34 @@ async def test_session_past_the_maximum_duration_is_stopped_and_finalised(tmp_pa
     assert final["metrics"]["audio_seconds"] <= 3.1
 
 
+async def test_frames_in_flight_after_stop_get_one_notice_and_the_final_still_comes(tmp_path: Path) -> None:
+    """A browser's worklet posts a few more buffers after the button is pressed (issue: a lost final)."""
+    pcm, rate = load_wav("one_voice.wav")
+    with run_server(make_settings(tmp_path, max_protocol_violations=3)) as base_url:
+        async with websockets.connect(ws_url(base_url)) as ws:
+            await ws.send(pcm[: 4 * rate].tobytes())
+            await ws.send(json.dumps({"type": "stop"}))
+            for offset in range(4 * rate, len(pcm), 640):  # 40 ms frames keep coming, as from an AudioWorklet
+                await ws.send(pcm[offset : offset + 640].tobytes())
+            final, seen = await receive_until(ws, "final")
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+    assert [m["code"] for m in seen if m["type"] == "error"] == ["audio_after_stop"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    assert final["metrics"]["audio_seconds"] == 4.0 and "quarterly" in final["transcript"].lower()
+
+
+async def test_a_naive_client_that_keeps_sending_past_the_maximum_duration_gets_its_final(tmp_path: Path) -> None:
+    pcm, rate = load_wav("one_voice.wav")
+    with run_server(make_settings(tmp_path, max_session_seconds=3, max_protocol_violations=3)) as base_url:
+        async with websockets.connect(ws_url(base_url)) as ws:
+            for offset in range(0, len(pcm), 1600):
+                await ws.send(pcm[offset : offset + 1600].tobytes())
+            final, seen = await receive_until(ws, "final")
+    assert [m["code"] for m in seen if m["type"] == "error"] == ["audio_after_stop"]
+    assert final["metrics"]["audio_seconds"] <= 3.1
+
+
 async def test_token_and_origin_are_checked_before_accept(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, api_key="s3cret-token", allowed_origins="http://good.example")
     with run_server(settings) as base_url:
