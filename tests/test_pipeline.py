@@ -116,5 +116,3 @@ async def test_live_updates_reach_emit_and_the_tail_is_committed_at_finish() -> 
     drafted_ids = {u.segment_id for u in drafts}
     assert drafted_ids <= {u.segment_id for u in updates if u.committed}, "every drafted segment ends committed"
     assert "survey results next month" in final["transcript"]
-
-

@@ -8,6 +8,7 @@ transport (frame sizes on the wire, abrupt TCP disconnects, shutdown) is in test
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 
@@ -110,8 +111,10 @@ async def test_repeated_violations_close_with_1008_and_the_recording_is_still_fi
     assert not socket.of_type("final"), "nothing is sent after the server closed the socket"
 
 
-async def test_a_frame_over_the_limit_closes_with_1009(pipeline_and_hook: tuple[MeetingPipeline, RecordingHook]) -> None:
-    limits = SessionLimits(max_session_seconds=3600, max_message_bytes=4096, max_violations=4, max_frames_per_second=1e6)
+async def test_a_frame_over_the_limit_closes_with_1009(
+    pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
+) -> None:
+    limits = dataclasses.replace(LIMITS, max_message_bytes=4096)
     session, socket = _session(pipeline_and_hook[0], limits)
     socket.audio(b"\0" * 4097)
     await session.run()
@@ -148,7 +151,7 @@ async def test_a_client_that_leaves_before_any_audio_leaves_nothing_to_finish(
 async def test_the_maximum_length_stops_the_session_and_says_so(
     pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
 ) -> None:
-    limits = SessionLimits(max_session_seconds=4.0, max_message_bytes=1 << 20, max_violations=4, max_frames_per_second=1e6)
+    limits = dataclasses.replace(LIMITS, max_session_seconds=4.0)
     session, socket = _session(pipeline_and_hook[0], limits)
     audio = _pcm()
     for offset in range(0, len(audio), 3200):
