@@ -15,8 +15,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from services.errors import LLMError, MalformedLLMOutput, PermanentLLMError, TransientLLMError
-from services.llm_providers.base import LLMRequest, status_error, transport_error
+from services.errors import MalformedLLMOutput
+from services.llm_providers.base import LLMRequest, sdk_error, status_error
 from services.settings import Settings
 
 
@@ -51,7 +51,8 @@ class GeminiProvider:
             headers = getattr(exc.response, "headers", None)
             raise status_error(self.name, int(exc.code or 500), exc.message or str(exc), headers) from exc
         except (httpx.HTTPError, OSError) as exc:
-            raise _translate(self.name, exc) from exc
+            # google-genai has no timeout/connection classes of its own: it lets httpx's and the OS's through
+            raise sdk_error(self.name, exc, timeout=TimeoutError, connection=OSError) from exc
         except json.JSONDecodeError as exc:
             raise MalformedLLMOutput(self.name, "response body was not JSON", reason="malformed") from exc
         return response.text or ""
@@ -60,17 +61,6 @@ class GeminiProvider:
         await self._client.aio.aclose()
         self._client.close()
         await self._http_client.aclose()
-
-
-def _translate(name: str, exc: BaseException) -> LLMError:
-    mapped = transport_error(name, exc)
-    if mapped is not None:
-        return mapped
-    if isinstance(exc, TimeoutError):
-        return TransientLLMError(name, "request timed out", reason="timeout")
-    if isinstance(exc, OSError):
-        return TransientLLMError(name, f"connection error ({type(exc).__name__})", reason="connection")
-    return PermanentLLMError(name, f"unexpected HTTP error ({type(exc).__name__})", reason="client_error")
 
 
 def build_gemini(settings: Settings) -> GeminiProvider | None:
