@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from integrations.workflows import build_workflows
 from observability import CONTENT_TYPE_LATEST, Metrics
-from services.admission import SessionCounter, refusal_reason
+from services.admission import SessionCounter, SessionLimits, refusal_reason
 from services.asr_service import load_recognizer
 from services.audio_buffer import AudioCipher
 from services.diarization import DiarizationService, build_diarization_service
@@ -34,7 +34,7 @@ from services.llm_service import build_llm_service
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, error_message
-from services.session import RecordingSession, SessionLimits
+from services.session import RecordingSession
 from services.settings import Settings, get_settings
 from services.vad import load_vad_model
 

@@ -1,4 +1,5 @@
-"""Who may open a recording session: token and origin checks before accept, and the session count.
+"""Who may open a recording session and what it may do: token and origin checks before accept,
+the session count, and each session's limits.
 
 uvicorn's `--limit-concurrency` does not cover WebSocket upgrades, so the app counts sessions itself.
 """
@@ -6,11 +7,31 @@ uvicorn's `--limit-concurrency` does not cover WebSocket upgrades, so the app co
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
 from observability import Metrics
 from services.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """What one session may do, from the settings."""
+
+    max_session_seconds: float
+    max_message_bytes: int
+    max_violations: int
+    max_frames_per_second: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionLimits:
+        return cls(
+            max_session_seconds=settings.max_session_seconds,
+            max_message_bytes=settings.ws_max_message_bytes,
+            max_violations=settings.max_protocol_violations,
+            max_frames_per_second=settings.max_frames_per_second,
+        )
 
 
 class SessionCounter:

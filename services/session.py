@@ -1,27 +1,14 @@
 """One recording session over one WebSocket: the socket, the protocol and the state machine.
 
-States and legal transitions (checked in `_transition`; an illegal message is a `SessionStateError`
-sent as an `error`):
-
     CONNECTED --start/audio--> RECORDING --stop/limit--> FINISHING --final--> DONE
     CONNECTED --stop--> FINISHING
     CONNECTED, RECORDING, FINISHING --client gone / closed by the server--> DETACHED --job ends--> DONE
 
-FINISHING: stopped, the pipeline finishes the meeting and the client waits for `final`.
+FINISHING: stopped, the pipeline finishes the meeting while the client waits for `final`.
 DETACHED: stopped with nobody listening: the meeting is finished in the background, nothing is sent.
-
-Policies (see README "Session lifecycle"):
-- audio before `start` is allowed (16 kHz defaults apply); a second `start` and a second `stop`
-  get an `error` and change nothing; audio after `stop` is dropped with one notice (never a
-  violation: frames in flight are normal); exactly one `final` per session;
-- a client that disconnects (or is closed for a protocol or size violation) before `stop` is
-  treated as having pressed stop: the recording is finished in the background, so its
-  transcript, summary and audit-log line are not lost; a client that leaves before sending any
-  audio leaves nothing to finish;
-- a session that reaches MAX_SESSION_SECONDS of audio is stopped by the server, which says why.
-
-The live work (drafts, careful passes, live labels) is the pump's (`services/live_pump.py`); what
-happens after stop is the pipeline's (`services/pipeline.py`): this module only sends what they make.
+Transitions are checked in `_transition`; the policies behind them are in the README ("Session
+lifecycle policy"). The live work is the pump's (`live_pump.py`), the after-stop job the
+pipeline's (`pipeline.py`): this module only sends what they make.
 """
 
 from __future__ import annotations
@@ -31,13 +18,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.admission import SessionLimits
 from services.audio_intake import FrameRateLimiter, PcmDecoder
 from services.errors import ProtocolError, SessionStateError
 from services.outbox import Outbox
@@ -52,7 +39,6 @@ from services.protocol import (
     partial_message,
     status_message,
 )
-from services.settings import Settings
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, TranscriptUpdate
 
@@ -75,25 +61,6 @@ _TRANSITIONS = {
     SessionState.DONE: set(),
 }
 _LIVE = {SessionState.CONNECTED, SessionState.RECORDING}
-
-
-@dataclass(frozen=True, slots=True)
-class SessionLimits:
-    """What one session may do, from the settings."""
-
-    max_session_seconds: float
-    max_message_bytes: int
-    max_violations: int
-    max_frames_per_second: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SessionLimits:
-        return cls(
-            max_session_seconds=settings.max_session_seconds,
-            max_message_bytes=settings.ws_max_message_bytes,
-            max_violations=settings.max_protocol_violations,
-            max_frames_per_second=settings.max_frames_per_second,
-        )
 
 
 class RecordingSession:

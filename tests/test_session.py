@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from services.admission import SessionLimits
 from services.fake_recognizer import FakeRecognizer
 from services.pipeline import MeetingPipeline
-from services.session import RecordingSession, SessionLimits, SessionState
+from services.session import RecordingSession, SessionState
 from tests.fakes.pipeline import FakeWebSocket, RecordingHook, fake_pipeline, scripted_words
 from tests.support import load_wav
 
