@@ -41,6 +41,11 @@ from services.vad import load_vad_model
 logger = logging.getLogger("meeting_assistant")
 
 STATIC_DIR = Path(__file__).parent / "static"
+WS_IMPLEMENTATION = "websockets"
+"""uvicorn's WebSocket protocol. Its default since 0.35 (websockets-sansio) logs a traceback for an
+invalid UTF-8 text frame and never answers an upgrade whose request line is too long (its parser
+error path asserts instead of sending the 414); the websockets implementation closes the first with
+1007 quietly and refuses the second with 400 at once. `uvicorn app:app` needs `--ws websockets`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,7 @@ def main() -> None:
         app,
         host=settings.host,
         port=settings.port,
+        ws=WS_IMPLEMENTATION,
         ws_max_size=settings.ws_max_message_bytes,
         log_level=settings.log_level.lower(),
     )

@@ -42,7 +42,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def run_server(settings: Settings) -> Iterator[str]:
     """Serve `create_app(settings)` with uvicorn on a free loopback port; yield its base URL."""
-    from app import create_app
+    from app import WS_IMPLEMENTATION, create_app
 
     port = free_port()
     config = uvicorn.Config(
@@ -50,6 +50,7 @@ def run_server(settings: Settings) -> Iterator[str]:
         host="127.0.0.1",
         port=port,
         log_level="warning",
+        ws=WS_IMPLEMENTATION,
         ws_max_size=settings.ws_max_message_bytes,
         ws_ping_interval=None,
     )

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,19 +66,55 @@ def test_start_up_failure_exits_with_a_message_naming_the_cause(
     assert named in output
 
 
+def _wait_until_healthy(process: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json().get("status") == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and process.poll() is None, "server did not start"
+        time.sleep(0.2)
+
+
+def test_malformed_upgrades_and_frames_are_refused_at_once_without_a_traceback(tmp_path: Path) -> None:
+    """An invalid UTF-8 text frame closes with 1007; a 100 KB query string is refused at once."""
+    port = free_port()
+    process = _start(tmp_path, PORT=str(port))
+    try:
+        _wait_until_healthy(process, port)
+
+        async def send_invalid_utf8() -> int:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await ws.send(b"\xff\xfe{", text=True)
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 10)
+                assert closed.value.rcvd is not None
+                return closed.value.rcvd.code
+
+        assert asyncio.run(send_invalid_utf8()) == 1007
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(
+                f"GET /ws?q={'x' * 100_000} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            answer = raw.recv(64)  # times out (an error) if the server never answers
+        assert answer.startswith(b"HTTP/1.1 4"), answer
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert "Traceback" not in output, output
+
+
 def test_shutdown_with_a_live_session_closes_1012_and_keeps_the_audit_line(tmp_path: Path) -> None:
     port = free_port()
     process = _start(tmp_path, PORT=str(port))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json().get("status") == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "server did not start"
-            time.sleep(0.2)
+        _wait_until_healthy(process, port)
         pcm, rate = load_wav("one_voice.wav")
 
         async def record_then_get_cut_off() -> int:
