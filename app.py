@@ -33,19 +33,15 @@ from services.live_transcriber import LivePolicy
 from services.llm_service import build_llm_service
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
-from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, error_message
+from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
 from services.session import RecordingSession
 from services.settings import Settings, get_settings
 from services.vad import load_vad_model
+from services.ws_protocol import WebSocketProtocol
 
 logger = logging.getLogger("meeting_assistant")
 
 STATIC_DIR = Path(__file__).parent / "static"
-WS_IMPLEMENTATION = "websockets"
-"""uvicorn's WebSocket protocol. Its default since 0.35 (websockets-sansio) logs a traceback for an
-invalid UTF-8 text frame and never answers an upgrade whose request line is too long (its parser
-error path asserts instead of sending the 414); the websockets implementation closes the first with
-1007 quietly and refuses the second with 400 at once. `uvicorn app:app` needs `--ws websockets`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +180,7 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
     await websocket.accept()
     if not state.accepting or state.services is None or not state.sessions.try_acquire():
         state.metrics.sessions_refused.labels(reason="busy").inc()
-        await websocket.send_json(
-            error_message("busy", "The server is busy with other meetings (or restarting): try again in a minute.")
-        )
+        await websocket.send_json(server_error("busy"))
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
     session = RecordingSession(websocket, uuid.uuid4().hex[:12], state.services.pipeline, state.limits)
@@ -218,7 +212,7 @@ def main() -> None:
         app,
         host=settings.host,
         port=settings.port,
-        ws=WS_IMPLEMENTATION,
+        ws=WebSocketProtocol,  # uvicorn's default, mended (services/ws_protocol.py)
         ws_max_size=settings.ws_max_message_bytes,
         log_level=settings.log_level.lower(),
     )

@@ -23,6 +23,10 @@ class SessionLimits:
     max_message_bytes: int
     max_violations: int
     max_frames_per_second: float
+    handshake_timeout: float = 10.0
+    """Seconds a new socket may wait before its `start` or first audio."""
+    idle_timeout: float = 120.0
+    """Seconds a recording may go without audio before it is finished."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionLimits:
@@ -31,6 +35,8 @@ class SessionLimits:
             max_message_bytes=settings.ws_max_message_bytes,
             max_violations=settings.max_protocol_violations,
             max_frames_per_second=settings.max_frames_per_second,
+            handshake_timeout=settings.ws_handshake_timeout_seconds,
+            idle_timeout=settings.session_idle_timeout_seconds,
         )
 
 

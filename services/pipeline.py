@@ -24,7 +24,7 @@ from services.errors import MeetingAssistantError
 from services.live_pump import Emit, LivePump
 from services.live_transcriber import LivePolicy, LiveTranscriber
 from services.orchestrator import InferenceJob, Orchestrator
-from services.protocol import error_message, final_message, status_message
+from services.protocol import error_message, final_message, notice
 from services.session_speakers import SessionSpeakers
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment
@@ -130,7 +130,7 @@ class MeetingPipeline:
         """
         session_id, parts = recording.session_id, recording.parts
         try:
-            send(status_message("transcribing", session_id, "Finishing the transcript."))
+            send(notice("transcribing", session_id))
             parts.pump.stop()
             await parts.pump.settle()
             turns = self._start_diarization(parts)
@@ -176,9 +176,9 @@ class MeetingPipeline:
         timings: dict[str, float] = {}
         segments = [segment for segment in recording.parts.pump.committed if segment.text]
         if segments:
-            send(status_message("diarizing", session_id, "Telling the speakers apart."))
+            send(notice("diarizing", session_id))
             segments = await _timed(timings, "diarization", self._diarize(session_id, turns, segments, errors))
-            send(status_message("summarizing", session_id, "Writing the summary."))
+            send(notice("summarizing", session_id))
             summary, provider = await _timed(
                 timings, "summary", self._summarize(session_id, recording.title, segments, errors)
             )
@@ -197,7 +197,7 @@ class MeetingPipeline:
         errors.extend(await _timed(timings, "workflows", self._workflows.run(record)))
         timings["stop_to_final"] = time.perf_counter() - recording.stopped_at
         self.metrics.end_to_end_latency.observe(timings["stop_to_final"])
-        send(status_message("done", session_id, "Done: the transcript and summary follow."))
+        send(notice("done", session_id))
         return final_message(record, timings)
 
     async def _diarize(

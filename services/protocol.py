@@ -86,6 +86,40 @@ def error_message(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
 
 
+_NOTICES = {
+    "connected": ("recording", 'Connected: send audio, then {{"type": "stop"}}.'),
+    "max_length": ("recording", "The maximum session length ({seconds:.0f} s) was reached: finishing the recording."),
+    "idle": ("recording", "No audio for {seconds:g} s: finishing the recording."),
+    "queued": ("queued", "Recording stopped: waiting for a free worker."),
+    "transcribing": ("transcribing", "Finishing the transcript."),
+    "diarizing": ("diarizing", "Telling the speakers apart."),
+    "summarizing": ("summarizing", "Writing the summary."),
+    "done": ("done", "Done: the transcript and summary follow."),
+}
+
+_ERRORS = {
+    "busy": "The server is busy with other meetings (or restarting): try again in a minute.",
+    "rate_limited": "More than {rate:.0f} audio frames per second: reading is slowed down. "
+    "Send 20-100 ms of audio per frame.",
+    "too_many_errors": "Too many invalid messages: closing the connection.",
+    "audio_after_stop": "Audio after 'stop' is ignored: start a new session to record more.",
+    "handshake_timeout": "Nothing arrived within {seconds:g} s of connecting: closing. "
+    "Send 'start' or audio right after connecting.",
+    "shutting_down": "The server is restarting: this recording could not be finished.",
+}
+
+
+def notice(kind: str, session_id: str, **values: Any) -> dict[str, Any]:
+    """A `status` message the server sends on its own (`kind` is a key of `_NOTICES`)."""
+    status, text = _NOTICES[kind]
+    return status_message(status, session_id, text.format(**values))
+
+
+def server_error(code: str, **values: Any) -> dict[str, Any]:
+    """An `error` message for a condition the server detects (`code` is a key of `_ERRORS`)."""
+    return error_message(code, _ERRORS[code].format(**values))
+
+
 def partial_message(update: TranscriptUpdate, lag: float) -> dict[str, Any]:
     segment = update.segment
     return {

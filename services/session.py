@@ -35,9 +35,10 @@ from services.protocol import (
     CLOSE_TOO_BIG,
     StartMessage,
     error_message,
+    notice,
     parse_client_text,
     partial_message,
-    status_message,
+    server_error,
 )
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, TranscriptUpdate
@@ -82,13 +83,14 @@ class RecordingSession:
         self._rate_limiter = FrameRateLimiter(limits.max_frames_per_second)
         self._rate_warned_at = 0.0
         self._late_audio_noticed = False
+        self._opened_at = self._last_audio_at = time.monotonic()
         self._done = asyncio.Event()
 
     async def run(self) -> None:
         """Serve the socket until the final is sent or the client goes; never raises."""
         sender = asyncio.create_task(self._send_loop(), name=f"send-{self.id}")
         self._parts.pump.start()
-        self._outbox.put(status_message("recording", self.id, 'Connected: send audio, then {"type": "stop"}.'))
+        self._outbox.put(notice("connected", self.id))
         close_code: int | None = status.WS_1011_INTERNAL_ERROR
         try:
             close_code = await self._receive_loop()
@@ -103,10 +105,14 @@ class RecordingSession:
         try:
             while True:
                 receive = asyncio.create_task(self._ws.receive())
-                await asyncio.wait({receive, done}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({receive, done}, timeout=self._patience(), return_when=asyncio.FIRST_COMPLETED)
                 if not receive.done():
                     await cancel_and_wait(receive)
-                    return CLOSE_NORMAL
+                    if done.done():
+                        return CLOSE_NORMAL
+                    if (close_code := self._on_silence()) is not None:
+                        return close_code
+                    continue
                 message = receive.result()
                 if message["type"] == "websocket.disconnect":
                     return None
@@ -115,12 +121,31 @@ class RecordingSession:
         finally:
             await cancel_and_wait(done)
 
+    def _patience(self) -> float | None:
+        """Seconds the socket may stay silent from now: the handshake, then the idle limit."""
+        if self.state is SessionState.CONNECTED:
+            return max(0.0, self._opened_at + self._limits.handshake_timeout - time.monotonic())
+        if self.state is SessionState.RECORDING:
+            return max(0.0, self._last_audio_at + self._limits.idle_timeout - time.monotonic())
+        return None
+
+    def _on_silence(self) -> int | None:
+        """The client sent nothing for too long: close a silent socket, finish an idle recording."""
+        if self.state is SessionState.CONNECTED:
+            self._metrics.protocol_errors.labels(code="handshake_timeout").inc()
+            self._outbox.put(server_error("handshake_timeout", seconds=self._limits.handshake_timeout))
+            return CLOSE_POLICY
+        if self.state is SessionState.RECORDING:
+            self._outbox.put(notice("idle", self.id, seconds=self._limits.idle_timeout))
+            self._stop("idle")
+        return None
+
     async def _leave(self, close_code: int | None, sender: asyncio.Task[None]) -> None:
         """Leave the socket per the session policy (module docstring)."""
         if self.state in _LIVE:
-            if close_code is None and self._parts.buffer.samples == 0:
+            if self._parts.buffer.samples == 0 and close_code != CLOSE_NORMAL:
                 self._transition(SessionState.DETACHED)
-                self._end()  # nothing was recorded and nobody is listening
+                self._end()  # closed before any audio: there is nothing to finish
             else:
                 self._stop("the connection closed before stop" if close_code is None else "closed by the server")
         if self.state is SessionState.FINISHING and close_code != CLOSE_NORMAL:
@@ -191,19 +216,13 @@ class RecordingSession:
             return None
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
+        self._last_audio_at = time.monotonic()
         buffer = self._parts.buffer
         limit = int(self._limits.max_session_seconds * SAMPLE_RATE)
         buffer.append(self._decoder.decode(data)[: limit - buffer.samples])
         self._parts.pump.notify()
         if buffer.samples >= limit:
-            seconds = self._limits.max_session_seconds
-            self._outbox.put(
-                status_message(
-                    "recording",
-                    self.id,
-                    f"The maximum session length ({seconds:.0f} s) was reached: finishing the recording.",
-                )
-            )
+            self._outbox.put(notice("max_length", self.id, seconds=self._limits.max_session_seconds))
             self._stop("maximum session length reached")
         return None
 
@@ -214,9 +233,7 @@ class RecordingSession:
             return
         self._late_audio_noticed = True
         self._metrics.protocol_errors.labels(code="audio_after_stop").inc()
-        self._outbox.put(
-            error_message("audio_after_stop", "Audio after 'stop' is ignored: start a new session to record more.")
-        )
+        self._outbox.put(server_error("audio_after_stop"))
 
     async def _throttle(self) -> None:
         """Slow a flooding client down instead of dropping its audio.
@@ -231,13 +248,7 @@ class RecordingSession:
         if now - self._rate_warned_at >= 1.0:
             self._rate_warned_at = now
             self._metrics.protocol_errors.labels(code="rate_limited").inc()
-            self._outbox.put(
-                error_message(
-                    "rate_limited",
-                    f"More than {self._limits.max_frames_per_second:.0f} audio frames per second: reading is slowed "
-                    "down. Send 20-100 ms of audio per frame.",
-                )
-            )
+            self._outbox.put(server_error("rate_limited", rate=self._limits.max_frames_per_second))
         await asyncio.sleep(delay)
 
     def _violation(self, error: ProtocolError) -> int | None:
@@ -245,7 +256,7 @@ class RecordingSession:
         self._metrics.protocol_errors.labels(code=error.code).inc()
         self._outbox.put(error_message(error.code, error.message))
         if self._violations >= self._limits.max_violations:
-            self._outbox.put(error_message("too_many_errors", "Too many invalid messages: closing the connection."))
+            self._outbox.put(server_error("too_many_errors"))
             return CLOSE_POLICY
         return None
 
@@ -264,15 +275,13 @@ class RecordingSession:
         self._parts.pump.stop()
         seconds = self._parts.buffer.samples / SAMPLE_RATE
         logger.info("session %s stopping: %s (%.1f s of audio)", self.id, reason, seconds)
-        self._outbox.put(status_message("queued", self.id, "Recording stopped: waiting for a free worker."))
+        self._outbox.put(notice("queued", self.id))
         recording = FinishedRecording(self.id, self._title, self._started_at, stopped_at, self._parts)
         try:
             self._pipeline.submit(self.id, lambda: self._finish(recording))
         except RuntimeError as exc:  # the server is shutting down and takes no new jobs
             logger.error("session %s could not be finished: %s", self.id, exc)
-            self._outbox.put(
-                error_message("shutting_down", "The server is restarting: this recording could not be finished.")
-            )
+            self._outbox.put(server_error("shutting_down"))
             self._end()
 
     async def _finish(self, recording: FinishedRecording) -> None:

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest WebSocket frame; bigger closes with 1009.")
     max_protocol_violations: int = Field(10, ge=1, description="Bad messages tolerated before closing with 1008.")
     max_frames_per_second: float = Field(200, gt=0, description="Binary frames per second before rate limiting.")
+    ws_handshake_timeout_seconds: float = Field(
+        10.0, gt=0, description="A socket that sends no start or audio this long after connecting is closed."
+    )
+    session_idle_timeout_seconds: float = Field(
+        120.0, gt=0, description="A recording with no audio this long is finished with what it has."
+    )
     api_key: SecretStr | None = Field(
         None, description="When set, /ws requires it as ?token= (or Authorization: Bearer)."
     )

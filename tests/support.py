@@ -42,7 +42,8 @@ def free_port() -> int:
 @contextlib.contextmanager
 def run_server(settings: Settings) -> Iterator[str]:
     """Serve `create_app(settings)` with uvicorn on a free loopback port; yield its base URL."""
-    from app import WS_IMPLEMENTATION, create_app
+    from app import create_app
+    from services.ws_protocol import WebSocketProtocol
 
     port = free_port()
     config = uvicorn.Config(
@@ -50,7 +51,7 @@ def run_server(settings: Settings) -> Iterator[str]:
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        ws=WS_IMPLEMENTATION,
+        ws=WebSocketProtocol,
         ws_max_size=settings.ws_max_message_bytes,
         ws_ping_interval=None,
     )

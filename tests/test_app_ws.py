@@ -298,6 +298,27 @@ async def test_a_naive_client_that_keeps_sending_past_the_maximum_duration_gets_
     assert final["metrics"]["audio_seconds"] <= 3.1
 
 
+async def test_silent_sockets_are_closed_and_idle_recordings_finished(tmp_path: Path) -> None:
+    """Four sockets that never send a byte must not hold MAX_SESSIONS=4 slots for long."""
+    pcm, rate = load_wav("one_voice.wav")
+    settings = make_settings(tmp_path, ws_handshake_timeout_seconds=1.0, session_idle_timeout_seconds=2.0)
+    with run_server(settings) as base_url:
+        silent = [await websockets.connect(ws_url(base_url)) for _ in range(4)]
+        for ws in silent:
+            error, _ = await receive_until(ws, "error", limit=10)
+            assert error["code"] == "handshake_timeout"
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert (await _wait_for_idle(base_url, limit=10))["active_sessions"] == 0
+        async with websockets.connect(ws_url(base_url)) as ws:
+            await ws.send(json.dumps({"type": "start", "sample_rate": rate}))
+            await ws.send(pcm.tobytes())  # then nothing, and no stop
+            final, seen = await receive_until(ws, "final", limit=60)
+    assert any("No audio for 2 s" in m.get("message", "") for m in seen)
+    assert "quarterly" in final["transcript"].lower()
+
+
 async def test_token_and_origin_are_checked_before_accept(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, api_key="s3cret-token", allowed_origins="http://good.example")
     with run_server(settings) as base_url:

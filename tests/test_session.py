@@ -206,3 +206,25 @@ async def test_live_partials_are_sent_while_audio_streams_in(
     await running
     assert any(not m["committed"] and "quarterly" in m["text"] for m in partials_before_stop)
     assert all(json.dumps(m) for m in socket.sent)
+
+
+async def test_a_socket_that_sends_nothing_is_closed_after_the_handshake_timeout(
+    pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
+) -> None:
+    pipeline, hook = pipeline_and_hook
+    session, socket = _session(pipeline, dataclasses.replace(LIMITS, handshake_timeout=0.2))
+    await session.run()
+    assert _codes(socket) == ["handshake_timeout"] and socket.close_code == 1008
+    assert session.state is SessionState.DONE and hook.records == []
+
+
+async def test_an_idle_recording_is_finished_with_what_it_has(
+    pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
+) -> None:
+    session, socket = _session(pipeline_and_hook[0], dataclasses.replace(LIMITS, idle_timeout=0.5))
+    socket.json({"type": "start"})
+    socket.audio(_pcm(5.0))
+    await session.run()  # no stop: the idle limit ends it
+    assert any("No audio for 0.5 s" in m["message"] for m in socket.of_type("status"))
+    (final,) = socket.of_type("final")
+    assert "quarterly numbers" in final["transcript"] and socket.close_code == 1000
