@@ -81,7 +81,10 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
     recognizer = await asyncio.to_thread(load_recognizer, settings, metrics)
     await asyncio.to_thread(load_vad_model)
     orchestrator = Orchestrator(
-        workers=settings.inference_workers, batch_size=settings.inference_batch_size, metrics=metrics
+        workers=settings.inference_workers,
+        batch_size=settings.inference_batch_size,
+        metrics=metrics,
+        max_background=settings.max_background_jobs,
     )
     stack.push_async_callback(orchestrator.aclose)
     diarization = await asyncio.to_thread(build_diarization_service, settings, orchestrator.run_model, metrics)

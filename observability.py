@@ -98,6 +98,16 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
             registry=registry,
         )
+        self.background_jobs = Gauge(
+            f"{PREFIX}_background_jobs",
+            "After-stop jobs nobody waits for on a socket (clients that left, uploads), waiting or running.",
+            registry=registry,
+        )
+        self.background_jobs_dropped = Counter(
+            f"{PREFIX}_background_jobs_dropped_total",
+            "Background jobs not taken because MAX_BACKGROUND_JOBS were already waiting or running.",
+            registry=registry,
+        )
         self.queue_depth.labels(backend=backend_label).set(0)
 
     def render(self) -> bytes:

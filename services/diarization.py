@@ -97,14 +97,14 @@ class DiarizationService:
         """Label `segments` from `turns`, splitting a segment where the speaker changes."""
         return assign_speakers(segments, turns)
 
-    def session_speakers(self, session_id: str) -> SessionSpeakers:
-        """Live labels and final turns for one recording session."""
+    def session_speakers(self, session_id: str, run_model: ModelRunner | None = None) -> SessionSpeakers:
+        """Live labels and final turns for one recording session, its model work run by `run_model`."""
         embedder = self._embedded if self.name != "none" else None
         streams = self.name == EmbeddedBackend.name and self._heavy_loader is None and self._embedded is not None
         streaming = StreamingDiarizer(self._embedded) if streams and self._embedded is not None else None
         return SessionSpeakers(
             session_id,
-            self._run_model,
+            run_model or self._run_model,
             embedder=embedder,
             streaming=streaming,
             whole_recording=self.speaker_turns,

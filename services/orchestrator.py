@@ -1,16 +1,18 @@
-"""The inference orchestrator: a dedicated thread pool for model work and an asyncio job queue.
+"""The inference orchestrator: a thread pool for model work and a job queue for finishing meetings.
 
 - `run_model(fn, *args)` runs blocking model code (Whisper, VAD, embeddings, decrypting audio) on
-  the inference executor, never on the event loop. It is the one door to that executor: every
-  component that needs it is handed this method (a `ModelRunner`). Live drafts call it directly:
-  they are latency-critical and each session has at most one in flight.
-- `submit(job)` queues a whole post-recording job (finish the transcript, diarise, summarise,
-  run hooks). `INFERENCE_WORKERS` asyncio workers drain the queue, each taking up to
-  `INFERENCE_BATCH_SIZE` jobs at a time; the queue depth is exported as
-  `meeting_assistant_inference_queue_depth{backend=ORCHESTRATOR_BACKEND}`.
+  the inference threads, never on the event loop. It is the one door to them: every component
+  that needs it is handed a `ModelRunner`, either this method (live priority) or a session's
+  `runner(urgency)`, whose priority drops to background when nobody is watching that session.
+  Among waiting calls the most urgent runs first (`PriorityExecutor`).
+- `submit(job)` queues a whole after-stop job (tail commit, diarisation, summary, hooks).
+  `INFERENCE_WORKERS` asyncio workers run them, each taking up to `INFERENCE_BATCH_SIZE` jobs at a
+  time, live jobs first; background jobs (clients that left, uploads) hold at most all workers but
+  one, and at most `max_background` of them may wait or run (`BacklogFullError` past that). The
+  depth is exported as `meeting_assistant_inference_queue_depth{backend=ORCHESTRATOR_BACKEND}`.
 - `drain()` stops taking jobs and lets the queued ones finish (bounded by a timeout); `aclose()`
-  stops the workers and shuts the executor down. The app lifespan drains before it closes the
-  components the jobs use, and closes after.
+  stops the workers and the threads. The app lifespan drains before it closes the components the
+  jobs use, and closes after.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ParamSpec, Protocol, TypeVar
 
 from observability import Metrics
+from services.errors import BacklogFullError
+from services.priority_executor import Priority, PriorityExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -41,25 +45,40 @@ class ModelRunner(Protocol):
     async def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
+@dataclass(slots=True)
+class Urgency:
+    """The current priority of one session's model work (lowered when its client leaves)."""
+
+    level: Priority = Priority.LIVE
+
+
 @dataclass(frozen=True, slots=True)
 class InferenceJob:
-    """A unit of post-recording work: `run()` does everything and handles its own errors."""
+    """A unit of after-stop work: `run()` does everything and handles its own errors."""
 
     session_id: str
     run: Callable[[], Awaitable[None]]
+    priority: Priority = Priority.LIVE
 
 
 class Orchestrator:
-    """Owns the inference executor and the job workers; started and stopped by the app lifespan."""
+    """Owns the inference threads and the job workers; started and stopped by the app lifespan."""
 
-    def __init__(self, *, workers: int, batch_size: int, metrics: Metrics) -> None:
+    def __init__(self, *, workers: int, batch_size: int, metrics: Metrics, max_background: int = 16) -> None:
         self._workers = workers
         self._batch_size = batch_size
         self._metrics = metrics
         self._depth = metrics.queue_depth.labels(backend=metrics.backend_label)
-        # One thread per worker for jobs plus one so live drafts are not starved by long jobs.
-        self._executor = ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="inference")
-        self._queue: asyncio.Queue[InferenceJob] = asyncio.Queue()
+        # One thread per job worker plus one, so live drafts always find a thread.
+        self._executor = PriorityExecutor(workers + 1)
+        self._queues: dict[Priority, deque[InferenceJob]] = {priority: deque() for priority in Priority}
+        self._background_slots = max(1, workers - 1)  # one worker stays free for a live meeting's final
+        self._max_background = max_background
+        self._running_background = 0
+        self._unfinished = 0
+        self._work_changed = asyncio.Event()  # a job came, or one ended (a background slot may be free)
+        self._all_done = asyncio.Event()
+        self._all_done.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
 
@@ -69,7 +88,7 @@ class Orchestrator:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return sum(len(queue) for queue in self._queues.values())
 
     @property
     def running(self) -> bool:
@@ -80,34 +99,81 @@ class Orchestrator:
         self._tasks = [asyncio.create_task(self._worker(i), name=f"inference-worker-{i}") for i in range(self._workers)]
 
     async def run_model(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run blocking model code on the inference executor and await its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        """Run blocking model code on the inference threads at live priority and await its result."""
+        return await self._run(Priority.LIVE, functools.partial(fn, *args, **kwargs))
+
+    def runner(self, urgency: Urgency) -> ModelRunner:
+        """A `ModelRunner` whose calls take `urgency.level` as it stands when each call is made."""
+
+        async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+            return await self._run(urgency.level, functools.partial(fn, *args, **kwargs))
+
+        return run
+
+    async def _run(self, priority: Priority, call: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self._executor.submit(priority, call))
 
     def submit(self, job: InferenceJob) -> None:
-        """Queue a post-recording job.
+        """Queue an after-stop job.
 
         Raises:
             RuntimeError: the orchestrator is shutting down.
+            BacklogFullError: a background job while `max_background` are already waiting or running.
         """
         if not self._accepting:
             raise RuntimeError("the inference orchestrator is shutting down; no new jobs are taken")
-        self._queue.put_nowait(job)
-        self._depth.set(self._queue.qsize())
+        if job.priority is Priority.BACKGROUND and self._background_load >= self._max_background:
+            self._metrics.background_jobs_dropped.inc()
+            raise BacklogFullError(
+                f"{self._max_background} background jobs are already waiting (MAX_BACKGROUND_JOBS): "
+                "this one is not taken"
+            )
+        self._queues[job.priority].append(job)
+        self._unfinished += 1
+        self._all_done.clear()
+        self._publish()
+        self._work_changed.set()
+
+    @property
+    def _background_load(self) -> int:
+        return len(self._queues[Priority.BACKGROUND]) + self._running_background
+
+    def _publish(self) -> None:
+        self._depth.set(self.queue_depth)
+        self._metrics.background_jobs.set(self._background_load)
 
     async def _worker(self, index: int) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            self._depth.set(self._queue.qsize())
+            batch = await self._take()
             try:
-                await asyncio.gather(*(self._run(job) for job in batch))
+                await asyncio.gather(*(self._run_job(job) for job in batch))
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                for job in batch:
+                    self._running_background -= job.priority is Priority.BACKGROUND
+                    self._unfinished -= 1
+                if self._unfinished == 0:
+                    self._all_done.set()
+                self._publish()
+                self._work_changed.set()
 
-    async def _run(self, job: InferenceJob) -> None:
+    async def _take(self) -> list[InferenceJob]:
+        """Up to `batch_size` jobs of one priority: live first, background while a slot is free."""
+        while True:
+            live, background = self._queues[Priority.LIVE], self._queues[Priority.BACKGROUND]
+            if live:
+                batch = [live.popleft() for _ in range(min(self._batch_size, len(live)))]
+                self._publish()
+                return batch
+            free = self._background_slots - self._running_background
+            if background and free > 0:
+                batch = [background.popleft() for _ in range(min(self._batch_size, free, len(background)))]
+                self._running_background += len(batch)
+                self._publish()
+                return batch
+            self._work_changed.clear()  # checked and cleared with no await between: no wake-up is lost
+            await self._work_changed.wait()
+
+    async def _run_job(self, job: InferenceJob) -> None:
         try:
             await job.run()
         except Exception:  # a job's failure must never kill the worker that runs the next one
@@ -118,7 +184,7 @@ class Orchestrator:
         """Stop taking jobs and let the queued ones finish (up to `DRAIN_SECONDS`)."""
         self._accepting = False
         try:
-            await asyncio.wait_for(self._queue.join(), DRAIN_SECONDS)
+            await asyncio.wait_for(self._all_done.wait(), DRAIN_SECONDS)
         except TimeoutError:
             logger.warning(
                 "inference queue not drained after %.0f s; %d job(s) dropped", DRAIN_SECONDS, self.queue_depth
@@ -132,4 +198,4 @@ class Orchestrator:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        await asyncio.to_thread(self._executor.shutdown)

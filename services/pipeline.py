@@ -23,7 +23,8 @@ from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.errors import MeetingAssistantError
 from services.live_pump import Emit, LivePump
 from services.live_transcriber import LivePolicy, LiveTranscriber
-from services.orchestrator import InferenceJob, Orchestrator
+from services.orchestrator import InferenceJob, Orchestrator, Urgency
+from services.priority_executor import Priority
 from services.protocol import error_message, final_message, notice
 from services.session_speakers import SessionSpeakers
 from services.tasks import cancel_and_wait
@@ -50,6 +51,11 @@ class SessionParts:
     buffer: SecureAudioBuffer
     pump: LivePump
     speakers: SessionSpeakers | None
+    urgency: Urgency
+
+    def detach(self) -> None:
+        """Nobody is watching any more: this session's model work goes behind live meetings."""
+        self.urgency.level = Priority.BACKGROUND
 
     def close(self) -> None:
         """Drop the work in flight and the audio (the session is over)."""
@@ -100,28 +106,32 @@ class MeetingPipeline:
 
     def open_session(self, session_id: str, emit: Emit) -> SessionParts:
         """A new session's buffer, live pump and speaker tracker; `emit` receives its live updates."""
+        urgency = Urgency()
+        run_model = self._orchestrator.runner(urgency)
         buffer = SecureAudioBuffer(self._cipher)
-        speakers = self._diarization.session_speakers(session_id) if self._diarization is not None else None
+        speakers = self._diarization.session_speakers(session_id, run_model) if self._diarization is not None else None
         pump = LivePump(
             session_id=session_id,
             buffer=buffer,
             transcriber=LiveTranscriber(self._recognizer, buffer, self._policy),
             speakers=speakers,
-            run_model=self._orchestrator.run_model,
+            run_model=run_model,
             emit=emit,
             interval=self._partial_interval,
             metrics=self.metrics,
         )
-        return SessionParts(buffer, pump, speakers)
+        return SessionParts(buffer, pump, speakers, urgency)
 
-    def submit(self, session_id: str, run: Callable[[], Awaitable[None]]) -> None:
-        """Queue an after-stop job.
+    def submit(self, session_id: str, run: Callable[[], Awaitable[None]], *, background: bool = False) -> None:
+        """Queue an after-stop job; `background` when nobody waits for it on a socket.
 
         Raises:
             RuntimeError: the server is shutting down and takes no new jobs.
+            BacklogFullError: too many background jobs are waiting already.
         """
         self.metrics.jobs_total.labels(stage="meeting").inc()
-        self._orchestrator.submit(InferenceJob(session_id=session_id, run=run))
+        priority = Priority.BACKGROUND if background else Priority.LIVE
+        self._orchestrator.submit(InferenceJob(session_id=session_id, run=run, priority=priority))
 
     async def finish(self, recording: FinishedRecording, send: Send) -> dict[str, Any]:
         """Finish a stopped recording and return its `final` message; `send` gets the statuses on the way.

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.admission import SessionLimits
 from services.audio_intake import FrameRateLimiter, PcmDecoder
-from services.errors import ProtocolError, SessionStateError
+from services.errors import BacklogFullError, ProtocolError, SessionStateError
 from services.outbox import Outbox
 from services.pipeline import FinishedRecording, MeetingPipeline
 from services.protocol import (
@@ -147,9 +147,11 @@ class RecordingSession:
                 self._transition(SessionState.DETACHED)
                 self._end()  # closed before any audio: there is nothing to finish
             else:
-                self._stop("the connection closed before stop" if close_code is None else "closed by the server")
+                reason = "the connection closed before stop" if close_code is None else "closed by the server"
+                self._stop(reason, detached=True)
         if self.state is SessionState.FINISHING and close_code != CLOSE_NORMAL:
             self._transition(SessionState.DETACHED)
+            self._parts.detach()
         if close_code is not None:
             with contextlib.suppress(TimeoutError):
                 if close_code == CLOSE_NORMAL:  # the final is queued: let the client read it
@@ -267,9 +269,14 @@ class RecordingSession:
 
     # --- finishing ----------------------------------------------------------------------------
 
-    def _stop(self, reason: str) -> None:
-        """The recording is over: hand it to the pipeline, which finishes it in the job queue."""
-        self._transition(SessionState.FINISHING)
+    def _stop(self, reason: str, *, detached: bool = False) -> None:
+        """The recording is over: hand it to the pipeline, which finishes it in the job queue.
+
+        A `detached` recording (nobody is listening) is finished behind live meetings.
+        """
+        self._transition(SessionState.DETACHED if detached else SessionState.FINISHING)
+        if detached:
+            self._parts.detach()
         stopped_at = time.perf_counter()
         self._parts.buffer.append(self._decoder.flush())
         self._parts.pump.stop()
@@ -278,10 +285,13 @@ class RecordingSession:
         self._outbox.put(notice("queued", self.id))
         recording = FinishedRecording(self.id, self._title, self._started_at, stopped_at, self._parts)
         try:
-            self._pipeline.submit(self.id, lambda: self._finish(recording))
+            self._pipeline.submit(self.id, lambda: self._finish(recording), background=detached)
         except RuntimeError as exc:  # the server is shutting down and takes no new jobs
             logger.error("session %s could not be finished: %s", self.id, exc)
             self._outbox.put(server_error("shutting_down"))
+            self._end()
+        except BacklogFullError as exc:  # only detached recordings: nobody is left to tell
+            logger.error("session %s (%.1f s of audio, client gone) is not finished: %s", self.id, seconds, exc)
             self._end()
 
     async def _finish(self, recording: FinishedRecording) -> None:

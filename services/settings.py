@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # --- orchestrator -------------------------------------------------------------------------
     inference_workers: int = Field(2, ge=1, le=64)
     inference_batch_size: int = Field(1, ge=1, le=64)
+    max_background_jobs: int = Field(
+        16, ge=1, description="Recordings whose client left (and uploads) that may wait or run at once."
+    )
     orchestrator_backend: Literal["asyncio"] = "asyncio"
 
     # --- diarisation --------------------------------------------------------------------------

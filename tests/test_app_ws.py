@@ -319,6 +319,29 @@ async def test_silent_sockets_are_closed_and_idle_recordings_finished(tmp_path: 
     assert "quarterly" in final["transcript"].lower()
 
 
+async def test_abandoned_recordings_wait_behind_a_live_meeting(tmp_path: Path) -> None:
+    """Clients that send a recording in one frame and vanish must not starve a meeting being watched."""
+    settings = make_settings(tmp_path, inference_workers=2)
+    abandoned, _ = load_wav("meeting_two_voices.wav")
+    pcm, rate = load_wav("one_voice.wav")
+    with run_server(settings) as base_url:
+        for _ in range(6):
+            ws = await websockets.connect(ws_url(base_url))
+            await ws.send(abandoned.tobytes())
+            ws.transport.abort()
+        live = await stream_audio(ws_url(base_url), pcm, rate, realtime=4.0)
+        finished_before_live = len(settings.meeting_log_path.read_text().splitlines())
+        health = await _wait_for_idle(base_url, limit=120)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{base_url}/metrics")).text
+    assert "marketing" in live["final"]["transcript"].lower()
+    # first come, first served would finish at least four of them before the live meeting's final
+    assert finished_before_live <= 3, finished_before_live
+    assert health["queue_depth"] == 0
+    assert len(settings.meeting_log_path.read_text().splitlines()) == 7, "every abandoned recording is finished"
+    assert "meeting_assistant_background_jobs 0.0" in metrics
+
+
 async def test_token_and_origin_are_checked_before_accept(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, api_key="s3cret-token", allowed_origins="http://good.example")
     with run_server(settings) as base_url:

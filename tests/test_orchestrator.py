@@ -3,8 +3,12 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 from observability import Metrics
+from services.errors import BacklogFullError
 from services.orchestrator import InferenceJob, Orchestrator
+from services.priority_executor import Priority, PriorityExecutor
 
 
 def _depth(metrics: Metrics) -> float:
@@ -83,3 +87,45 @@ def test_building_metrics_twice_does_not_clash() -> None:
     first.active_sessions.set(3)
     assert b"meeting_assistant_active_sessions 3.0" in first.render()
     assert b"meeting_assistant_active_sessions 0.0" in second.render()
+
+
+def test_the_most_urgent_waiting_call_runs_first() -> None:
+    executor = PriorityExecutor(1)
+    gate, order = threading.Event(), []
+    blocker = executor.submit(Priority.LIVE, gate.wait)
+    futures = [executor.submit(Priority.BACKGROUND, lambda: order.append("abandoned-1"))]
+    futures.append(executor.submit(Priority.BACKGROUND, lambda: order.append("abandoned-2")))
+    futures.append(executor.submit(Priority.LIVE, lambda: order.append("live draft")))
+    gate.set()
+    for future in [blocker, *futures]:
+        future.result(timeout=5)
+    executor.shutdown()
+    assert order == ["live draft", "abandoned-1", "abandoned-2"]
+
+
+async def test_background_jobs_leave_a_worker_for_live_ones_and_their_backlog_is_bounded() -> None:
+    metrics = Metrics()
+    orchestrator = Orchestrator(workers=2, batch_size=1, metrics=metrics, max_background=3)
+    await orchestrator.start()
+    gate, started = asyncio.Event(), []
+
+    async def job(name: str) -> None:
+        started.append(name)
+        await gate.wait()
+
+    for name in ("left-1", "left-2", "left-3"):
+        orchestrator.submit(InferenceJob(name, lambda name=name: job(name), priority=Priority.BACKGROUND))
+    with pytest.raises(BacklogFullError):
+        orchestrator.submit(InferenceJob("left-4", lambda: job("left-4"), priority=Priority.BACKGROUND))
+    await asyncio.sleep(0.05)
+    assert started == ["left-1"], "background work holds at most all workers but one"
+    orchestrator.submit(InferenceJob("live", lambda: job("live")))
+    await asyncio.sleep(0.05)
+    assert started == ["left-1", "live"], "a live meeting's job starts at once"
+    assert metrics.registry.get_sample_value("meeting_assistant_background_jobs") == 3
+    assert metrics.registry.get_sample_value("meeting_assistant_background_jobs_dropped_total") == 1
+    gate.set()
+    await orchestrator.drain()
+    await orchestrator.aclose()
+    assert sorted(started) == ["left-1", "left-2", "left-3", "live"]
+    assert metrics.registry.get_sample_value("meeting_assistant_background_jobs") == 0
