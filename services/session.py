@@ -42,6 +42,7 @@ from services.protocol import (
 )
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, TranscriptUpdate
+from services.ws_protocol import peer_gone
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class RecordingSession:
         on the client; other sessions are not affected. The client is told once a second.
         """
         delay = self._rate_limiter.reserve()
-        if delay <= 0:
+        if delay <= 0 or peer_gone(self._ws.scope):  # frames left by a vanished client: nobody to slow down
             return
         now = time.monotonic()
         if now - self._rate_warned_at >= 1.0:

@@ -319,6 +319,25 @@ async def test_silent_sockets_are_closed_and_idle_recordings_finished(tmp_path: 
     assert "quarterly" in final["transcript"].lower()
 
 
+async def test_a_vanished_flooder_frees_its_slot_without_waiting_out_its_backlog(tmp_path: Path) -> None:
+    """Frames a killed flooder left behind are read at once (none dropped) instead of at the rate limit."""
+    settings = make_settings(tmp_path, max_frames_per_second=50)
+    with run_server(settings) as base_url:
+        ws = await websockets.connect(ws_url(base_url))
+        flooding_until = time.monotonic() + 3.0
+        while time.monotonic() < flooding_until:
+            await ws.send(b"\x01\x00" * 80)  # 5 ms frames as fast as TCP takes them
+        ws.transport.abort()
+        gone_at = time.monotonic()
+        await _wait_for_idle(base_url, limit=120)
+        released_after = time.monotonic() - gone_at
+    (line,) = settings.meeting_log_path.read_text().splitlines()
+    frames = json.loads(line)["duration"] / 0.005
+    backlog_at_rate_limit = frames / 50 - 3.0  # what reading the rest at 50 frames a second would take
+    assert backlog_at_rate_limit > 20, "the flood must leave a backlog for this test to mean anything"
+    assert released_after < backlog_at_rate_limit / 4, (released_after, backlog_at_rate_limit)
+
+
 async def test_abandoned_recordings_wait_behind_a_live_meeting(tmp_path: Path) -> None:
     """Clients that send a recording in one frame and vanish must not starve a meeting being watched."""
     settings = make_settings(tmp_path, inference_workers=2)

@@ -107,6 +107,7 @@ class FakeWebSocket:
     """The part of Starlette's `WebSocket` a session uses, fed by the test instead of a network."""
 
     def __init__(self) -> None:
+        self.scope: dict[str, Any] = {"type": "websocket", "extensions": {}}
         self.sent: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.peer_gone = False
