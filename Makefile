@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-SYSTEM_PACKAGES := espeak-ng sox chromium
+SYSTEM_PACKAGES := espeak-ng sox chromium postgresql
 
 .PHONY: run test lint setup setup-dev system-deps bench clean
 
@@ -39,7 +39,8 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Debian packages the tests use: espeak-ng/sox (scripted speech, TTS hook), chromium (page tests).
+# Debian packages the tests use: espeak-ng/sox (scripted speech, TTS hook), chromium (page tests),
+# postgresql (the meeting store against a throw-away cluster).
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
