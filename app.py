@@ -27,11 +27,14 @@ from services.asr_service import load_recognizer
 from services.diarization import build_diarization_service
 from services.errors import ConfigurationError
 from services.llm_service import build_llm_service
+from services.meeting_store import refresh_store_metrics
+from services.meetings_api import router as meetings_router
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import error_message
 from services.session import CLOSE_POLICY, RecordingSession, SessionLimits
 from services.settings import Settings, get_settings
+from services.sql_meeting_store import connect_meeting_store
 from services.vad import load_vad_model
 
 logger = logging.getLogger("meeting_assistant")
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         diarization = await asyncio.to_thread(build_diarization_service, settings, orchestrator.executor, metrics)
         llm = build_llm_service(settings, metrics)
         workflows = build_workflows(settings, metrics)
+        app.state.meeting_store = store = await connect_meeting_store(settings)
         app.state.pipeline = MeetingPipeline(
             settings=settings,
             metrics=metrics,
@@ -109,12 +113,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await workflows.aclose()
             await llm.aclose()
             await diarization.aclose()
+            await store.aclose()
 
     app = FastAPI(title="Meeting assistant", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.sessions = sessions
     app.state.accepting = False
+    app.include_router(meetings_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -143,6 +149,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
+        if (store := getattr(app.state, "meeting_store", None)) is not None:
+            await refresh_store_metrics(store, metrics)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ws")

@@ -98,6 +98,12 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
             registry=registry,
         )
+        self.stored_meetings = Gauge(
+            f"{PREFIX}_stored_meetings",
+            "Meetings in the meeting store, by status (read from the store at each scrape).",
+            ["status"],
+            registry=registry,
+        )
         self.queue_depth.labels(backend=backend_label).set(0)
 
     def render(self) -> bytes:

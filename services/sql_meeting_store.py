@@ -7,6 +7,7 @@ Every database error is translated once, here, into `StoreError`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -32,6 +33,7 @@ from services.meeting_store import (
     speaker_labels,
 )
 from services.migrations import upgrade_to_head
+from services.settings import Settings
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 metadata = sa.MetaData()
@@ -61,6 +63,21 @@ _LIST_COLUMNS = [meetings.c[name] for name in ("id", "title", "status", "source"
 def sqlite_url(data_dir: Path) -> str:
     """The default store: `meetings.db` in `data_dir`."""
     return f"sqlite+aiosqlite:///{data_dir.resolve() / 'meetings.db'}"
+
+
+async def connect_meeting_store(settings: Settings) -> SqlMeetingStore:
+    """The store the settings ask for: `DATABASE_URL`, else SQLite in `DATA_DIR` (created if missing).
+
+    Use it as `async with await connect_meeting_store(settings) as store:` or close it with `aclose()`.
+    Raises `StoreError` when it cannot be opened.
+    """
+    if settings.database_url is not None:
+        return await SqlMeetingStore.open(settings.database_url.get_secret_value())
+    try:
+        await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"DATA_DIR {settings.data_dir} cannot be created: {exc}") from exc
+    return await SqlMeetingStore.open(sqlite_url(settings.data_dir))
 
 
 class SqlMeetingStore:

@@ -28,6 +28,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         {
             "LLM_PROVIDER_ORDER": "offline",
             "MEETING_LOG_PATH": str(tmp_path / "meetings.jsonl"),
+            "DATA_DIR": str(tmp_path / "data"),
             "LOG_LEVEL": "INFO",
             **extra,
         }
