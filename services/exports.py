@@ -106,7 +106,10 @@ def relabeled_summary(meeting: StoredMeeting) -> dict[str, Any] | None:
             {**item, "text": _relabel(item.get("text"), names), "owner": _relabel(item.get("owner"), names)}
             for item in summary.get("action_items") or []
         ],
-        **{key: [_relabel(v, names) for v in summary.get(key) or []] for key in ("decisions", "topics", "open_questions")},
+        **{
+            key: [_relabel(v, names) for v in summary.get(key) or []]
+            for key in ("decisions", "topics", "open_questions")
+        },
     }
 
 

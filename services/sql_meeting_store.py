@@ -133,9 +133,7 @@ class SqlMeetingStore:
     ) -> None:
         async with self._transaction() as db:
             await db.execute(
-                meetings.insert().values(
-                    **_empty_row(meeting_id, title, created_at, source, status), language=language
-                )
+                meetings.insert().values(**_empty_row(meeting_id, title, created_at, source, status), language=language)
             )
 
     async def set_status(self, meeting_id: str, status: MeetingStatus) -> None:
@@ -172,7 +170,9 @@ class SqlMeetingStore:
         async with self._transaction() as db:
             row = (
                 await db.execute(
-                    sa.select(meetings.c.title, meetings.c.speakers).where(meetings.c.id == meeting_id).with_for_update()
+                    sa.select(meetings.c.title, meetings.c.speakers)
+                    .where(meetings.c.id == meeting_id)
+                    .with_for_update()
                 )
             ).one_or_none()
             if row is None:

@@ -44,7 +44,20 @@ def postgres_server() -> Iterator[str]:
     try:
         _run([*prefix, str(bin_dir / "initdb"), "-D", str(cluster), "-U", "postgres", "-A", "trust", "--no-sync"])
         settings = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-        _run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(cluster), "-o", settings, "-l", str(data / "log"), "-w", "start"])
+        _run(
+            [
+                *prefix,
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(cluster),
+                "-o",
+                settings,
+                "-l",
+                str(data / "log"),
+                "-w",
+                "start",
+            ]
+        )
         pid = int((cluster / "postmaster.pid").read_text().split()[0])
         try:
             yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from observability import Metrics
 from services.errors import MeetingNotFoundError, MeetingRequestError, StoreError
@@ -44,6 +46,16 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def store(store_url: str) -> AsyncIterator[SqlMeetingStore]:
     async with await SqlMeetingStore.open(store_url) as opened:
         yield opened
+
+
+@asynccontextmanager
+async def database(url: str) -> AsyncIterator[AsyncEngine]:
+    """A plain engine on the store's database, for what the store itself would never do."""
+    engine = create_async_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 def final_message(session_id: str, *, speakers: tuple[str, ...] = ("SPEAKER_1", "SPEAKER_2")) -> dict[str, Any]:
@@ -177,9 +189,8 @@ async def test_counts_by_status_feed_the_metric(store: SqlMeetingStore) -> None:
 
 async def test_a_failing_store_never_loses_the_final_message(store: SqlMeetingStore, store_url: str) -> None:
     # Break the database under the open store, for real: the table is gone.
-    async with await SqlMeetingStore.open(store_url) as other:
-        async with other._engine.begin() as connection:
-            await connection.execute(sa.text("DROP TABLE meetings"))
+    async with database(store_url) as engine, engine.begin() as connection:
+        await connection.execute(sa.text("DROP TABLE meetings"))
     final = final_message("f1")
     assert not await record_start(store, "f1", title=None, created_at=T0)
     assert not await record_final(store, final, title=None, created_at=T0)
@@ -197,13 +208,13 @@ async def test_migrations_match_the_tables_and_reopening_keeps_the_data(store_ur
     async with await SqlMeetingStore.open(store_url) as store:
         assert (await store.get("k1")).title == "Kept"
 
-        def differences(connection: sa.Connection) -> list[Any]:
-            return compare_metadata(MigrationContext.configure(connection), metadata)
+    def differences(connection: sa.Connection) -> list[Any]:
+        return compare_metadata(MigrationContext.configure(connection), metadata)
 
-        async with store._engine.connect() as connection:
-            assert await connection.run_sync(differences) == []
-            version = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
-        assert version == "0001"
+    async with database(store_url) as engine, engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+        version = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
+    assert version == "0001"
 
 
 async def test_processes_starting_together_migrate_once(postgres_admin_url: str) -> None:
