@@ -21,6 +21,7 @@ bench: setup-dev
 	$(PY) bench/stream_bench.py
 	$(PY) bench/diarization_bench.py
 	$(PY) bench/wer_bench.py
+	$(PY) bench/store_bench.py --postgres
 
 setup: $(VENV)/.runtime-installed
 setup-dev: $(VENV)/.dev-installed
