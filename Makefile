@@ -17,7 +17,7 @@ test: setup-dev system-deps
 lint: setup-dev
 	$(VENV)/bin/ruff check .
 
-bench: setup-dev
+bench: setup-dev system-deps
 	$(PY) bench/stream_bench.py
 	$(PY) bench/diarization_bench.py
 	$(PY) bench/wer_bench.py

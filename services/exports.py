@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from services.meeting_store import StoredMeeting, iso_time
+from services.meeting_store import GENERIC_LABEL, StoredMeeting, iso_time
 
 
 class ExportFormat(StrEnum):
@@ -82,8 +82,14 @@ def _turns(segments: Sequence[dict[str, Any]]) -> list[tuple[str | None, float, 
     return turns
 
 
+def speaker_name(raw: str) -> str:
+    """A label on its own: "SPEAKER_01" -> "Speaker 01" (format.js speakerName)."""
+    match = GENERIC_LABEL.match(raw.strip())
+    return f"Speaker {match.group(1)}" if match else raw
+
+
 def _name(meeting: StoredMeeting, label: str | None) -> str:
-    return "" if label is None else meeting.speakers.get(label, label)
+    return "" if label is None else meeting.speakers.get(label) or speaker_name(label)
 
 
 def _relabel(text: str | None, names: dict[str, str]) -> str | None:
@@ -149,7 +155,7 @@ def to_markdown(meeting: StoredMeeting) -> str:
 def _action_line(item: dict[str, Any]) -> str:
     bits = []
     if item.get("owner"):
-        bits.append(f"**{item['owner']}**")
+        bits.append(f"**{speaker_name(item['owner'])}**")
     if item.get("due"):
         bits.append(f"due {item['due']}")
     if isinstance(item.get("time"), int | float):

@@ -44,7 +44,8 @@ class MeetingSource(StrEnum):
     UPLOAD = "upload"
 
 
-_GENERIC_LABEL = re.compile(r"^(?:speaker|spk|s)[ _-]?(\d+)$", re.IGNORECASE)
+# Labels the server gives ("SPEAKER_1", "spk 2"): shown as "Speaker N" (as static/format.js does).
+GENERIC_LABEL = re.compile(r"^(?:speaker|spk|s)[ _-]?(\d+)$", re.IGNORECASE)
 
 
 def speaker_labels(segments: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -62,7 +63,7 @@ def display_names(labels: Sequence[str], custom: Mapping[str, str | None]) -> di
     names: dict[str, str] = {}
     number = 0
     for label in labels:
-        if _GENERIC_LABEL.match(label.strip()):
+        if GENERIC_LABEL.match(label.strip()):
             number += 1
             names[label] = f"Speaker {number}"
         else:
