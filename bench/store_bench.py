@@ -32,10 +32,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.meeting_store import MeetingStatus  # noqa: E402
+from services.meeting_tables import meetings  # noqa: E402
 from services.meetings_api import router  # noqa: E402
 from services.settings import load_settings  # noqa: E402
-from services.sql_meeting_store import SqlMeetingStore, meetings, sqlite_url  # noqa: E402
+from services.sql_meeting_store import SqlMeetingStore, sqlite_url  # noqa: E402
+from services.stored_meeting import MeetingStatus  # noqa: E402
 from tests.pg_server import create_database, postgres_server  # noqa: E402
 from tests.support import free_port  # noqa: E402
 

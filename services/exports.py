@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from services.meeting_store import GENERIC_LABEL, StoredMeeting, iso_time
+from services.stored_meeting import GENERIC_LABEL, StoredMeeting, iso_time
 
 
 class ExportFormat(StrEnum):

@@ -18,46 +18,21 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.errors import MeetingNotFoundError, MeetingRequestError, StoreError
-from services.meeting_store import (
+from services.meeting_tables import LIST_COLUMNS, empty_row, meetings, stored_meeting, summary_row
+from services.migrations import upgrade_to_head
+from services.settings import Settings
+from services.stored_meeting import (
     FinishedMeeting,
     MeetingPage,
     MeetingSource,
     MeetingStatus,
-    MeetingSummaryRow,
     StoredMeeting,
     speaker_labels,
 )
-from services.migrations import upgrade_to_head
-from services.settings import Settings
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-metadata = sa.MetaData()
-meetings = sa.Table(
-    "meetings",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("title", sa.String(500), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("source", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.Double(), nullable=False),
-    sa.Column("updated_at", sa.Double(), nullable=False),
-    sa.Column("duration", sa.Double(), nullable=True),
-    sa.Column("language", sa.String(16), nullable=True),
-    sa.Column("speakers", JSON, nullable=False),  # [{"label": "SPEAKER_1", "name": "Alice" or null}, ...]
-    sa.Column("segments", JSON, nullable=False),
-    sa.Column("summary", JSON, nullable=True),
-    sa.Column("provider", sa.String(64), nullable=True),
-    sa.Column("errors", JSON, nullable=False),
-    sa.Column("metrics", JSON, nullable=False),
-    sa.Index("ix_meetings_created_at_id", "created_at", "id"),
-    sa.Index("ix_meetings_status", "status"),
-)
-_LIST_COLUMNS = [meetings.c[name] for name in ("id", "title", "status", "source", "created_at", "duration", "speakers")]
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -133,7 +108,7 @@ class SqlMeetingStore:
     ) -> None:
         async with self._transaction() as db:
             await db.execute(
-                meetings.insert().values(**_empty_row(meeting_id, title, created_at, source, status), language=language)
+                meetings.insert().values(**empty_row(meeting_id, title, created_at, source, status), language=language)
             )
 
     async def set_status(self, meeting_id: str, status: MeetingStatus) -> None:
@@ -176,7 +151,7 @@ class SqlMeetingStore:
                 )
             ).one_or_none()
             if row is None:
-                values = _empty_row(meeting_id, title, created_at, source, status) | finished
+                values = empty_row(meeting_id, title, created_at, source, status) | finished
                 await db.execute(meetings.insert().values(**values))
                 return
             chosen = {s["label"]: s["name"] for s in row.speakers}  # names given while it was recording
@@ -192,12 +167,12 @@ class SqlMeetingStore:
             row = (await db.execute(sa.select(meetings).where(meetings.c.id == meeting_id))).one_or_none()
         if row is None:
             raise MeetingNotFoundError(meeting_id)
-        return _stored_meeting(row._mapping)
+        return stored_meeting(row._mapping)
 
     async def list_meetings(self, *, limit: int = 50, before: str | None = None) -> MeetingPage:
         if limit < 1:
             raise MeetingRequestError(f"limit must be at least 1, not {limit}")
-        query = sa.select(*_LIST_COLUMNS)
+        query = sa.select(*LIST_COLUMNS)
         if before is not None:
             created_at, meeting_id = _decode_cursor(before)
             query = query.where(
@@ -209,7 +184,7 @@ class SqlMeetingStore:
         query = query.order_by(meetings.c.created_at.desc(), meetings.c.id.desc()).limit(limit + 1)
         async with self._transaction() as db:
             rows = (await db.execute(query)).all()
-        page = [_summary_row(row._mapping) for row in rows[:limit]]
+        page = [summary_row(row._mapping) for row in rows[:limit]]
         more = len(rows) > limit
         return MeetingPage(page, _encode_cursor(page[-1].created_at, page[-1].id) if more else None)
 
@@ -259,23 +234,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _empty_row(
-    meeting_id: str, title: str | None, created_at: float, source: MeetingSource, status: MeetingStatus
-) -> dict[str, Any]:
-    return {
-        "id": meeting_id,
-        "title": title,
-        "status": MeetingStatus(status).value,
-        "source": MeetingSource(source).value,
-        "created_at": created_at,
-        "updated_at": time.time(),
-        "speakers": [],
-        "segments": [],
-        "errors": [],
-        "metrics": {},
-    }
-
-
 def _renamed(current: list[dict[str, Any]], names: Mapping[str, str | None]) -> list[dict[str, Any]]:
     known = {speaker["label"] for speaker in current}
     unknown = sorted(set(names) - known)
@@ -287,32 +245,6 @@ def _renamed(current: list[dict[str, Any]], names: Mapping[str, str | None]) -> 
         {"label": s["label"], "name": ((names[s["label"]] or "").strip() or None) if s["label"] in names else s["name"]}
         for s in current
     ]
-
-
-def _summary_row(row: Mapping[str, Any]) -> MeetingSummaryRow:
-    return MeetingSummaryRow(
-        id=row["id"],
-        title=row["title"],
-        status=MeetingStatus(row["status"]),
-        source=MeetingSource(row["source"]),
-        created_at=row["created_at"],
-        duration=row["duration"],
-        speaker_names={s["label"]: s["name"] for s in row["speakers"]},
-    )
-
-
-def _stored_meeting(row: Mapping[str, Any]) -> StoredMeeting:
-    head = _summary_row(row)
-    return StoredMeeting(
-        **{name: getattr(head, name) for name in MeetingSummaryRow.__dataclass_fields__},
-        updated_at=row["updated_at"],
-        language=row["language"],
-        segments=row["segments"],
-        summary=row["summary"],
-        provider=row["provider"],
-        errors=row["errors"],
-        metrics=row["metrics"],
-    )
 
 
 def _encode_cursor(created_at: float, meeting_id: str) -> str:

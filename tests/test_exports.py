@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from services.exports import ExportFormat, clock, cue_time, export_meeting, file_stem, to_markdown
-from services.meeting_store import MeetingSource, MeetingStatus, StoredMeeting
+from services.stored_meeting import MeetingSource, MeetingStatus, StoredMeeting
 
 CHROMIUM = "/usr/bin/chromium"
 T0 = 1_764_000_000.0  # 2025-11-24 16:00 UTC

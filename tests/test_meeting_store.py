@@ -17,15 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from observability import Metrics
 from services.errors import MeetingNotFoundError, MeetingRequestError, StoreError
-from services.meeting_store import (
-    MeetingSource,
-    MeetingStatus,
-    record_final,
-    record_start,
-    record_status,
-    refresh_store_metrics,
-)
-from services.sql_meeting_store import SqlMeetingStore, connect_meeting_store, metadata, sqlite_url
+from services.meeting_store import record_final, record_start, record_status, refresh_store_metrics
+from services.meeting_tables import metadata
+from services.sql_meeting_store import SqlMeetingStore, connect_meeting_store, sqlite_url
+from services.stored_meeting import MeetingSource, MeetingStatus
 from tests.pg_server import create_database
 from tests.support import free_port, make_settings
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.meeting_store import MeetingSource, MeetingStatus, record_final
+from services.meeting_store import record_final
 from services.sql_meeting_store import SqlMeetingStore, sqlite_url
+from services.stored_meeting import MeetingSource, MeetingStatus
 from tests.pg_server import create_database
 from tests.support import load_wav, make_settings, run_server, stream_audio, ws_url
 from tests.test_meeting_store import T0, final_message
