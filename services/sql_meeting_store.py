@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from services.errors import MeetingNotFoundError, MeetingRequestError, StoreError
+from services.errors import ConfigurationError, MeetingNotFoundError, MeetingRequestError, StoreError
 from services.meeting_tables import LIST_COLUMNS, empty_row, meetings, stored_meeting, summary_row
 from services.migrations import upgrade_to_head
 from services.settings import Settings
@@ -44,15 +44,18 @@ async def connect_meeting_store(settings: Settings) -> SqlMeetingStore:
     """The store the settings ask for: `DATABASE_URL`, else SQLite in `DATA_DIR` (created if missing).
 
     Use it as `async with await connect_meeting_store(settings) as store:` or close it with `aclose()`.
-    Raises `StoreError` when it cannot be opened.
+    Raises `ConfigurationError` naming the setting when the store cannot be opened (start-up stops).
     """
     if settings.database_url is not None:
-        return await SqlMeetingStore.open(settings.database_url.get_secret_value())
+        try:
+            return await SqlMeetingStore.open(settings.database_url.get_secret_value())
+        except StoreError as exc:
+            raise ConfigurationError(f"DATABASE_URL: {exc}") from exc
     try:
         await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"DATA_DIR {settings.data_dir} cannot be created: {exc}") from exc
-    return await SqlMeetingStore.open(sqlite_url(settings.data_dir))
+        return await SqlMeetingStore.open(sqlite_url(settings.data_dir))
+    except (OSError, StoreError) as exc:
+        raise ConfigurationError(f"DATA_DIR {settings.data_dir}: {exc}") from exc
 
 
 class SqlMeetingStore:
