@@ -20,7 +20,7 @@ COPY services ./services
 COPY integrations ./integrations
 COPY static ./static
 
-ENV HOST=0.0.0.0 PORT=8000 MEETING_LOG_PATH=/data/meetings.jsonl
+ENV HOST=0.0.0.0 PORT=8000 MEETING_LOG_PATH=/data/meetings.jsonl DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"

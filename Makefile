@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-SYSTEM_PACKAGES := espeak-ng sox chromium
+SYSTEM_PACKAGES := espeak-ng sox chromium postgresql
 
 .PHONY: run test lint setup setup-dev system-deps bench clean
 
@@ -17,10 +17,11 @@ test: setup-dev system-deps
 lint: setup-dev
 	$(VENV)/bin/ruff check .
 
-bench: setup-dev
+bench: setup-dev system-deps
 	$(PY) bench/stream_bench.py
 	$(PY) bench/diarization_bench.py
 	$(PY) bench/wer_bench.py
+	$(PY) bench/store_bench.py --postgres
 
 setup: $(VENV)/.runtime-installed
 setup-dev: $(VENV)/.dev-installed
@@ -39,7 +40,8 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Debian packages the tests use: espeak-ng/sox (scripted speech, TTS hook), chromium (page tests).
+# Debian packages the tests use: espeak-ng/sox (scripted speech, TTS hook), chromium (page tests),
+# postgresql (the meeting store against a throw-away cluster).
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

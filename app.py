@@ -31,11 +31,14 @@ from services.diarization import DiarizationService, build_diarization_service
 from services.errors import ConfigurationError
 from services.live_transcriber import LivePolicy
 from services.llm_service import build_llm_service
+from services.meeting_store import MeetingStore, refresh_store_metrics
+from services.meetings_api import router as meetings_router
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
 from services.session import RecordingSession
 from services.settings import Settings, get_settings
+from services.sql_meeting_store import connect_meeting_store
 from services.vad import load_vad_model
 from services.ws_protocol import WebSocketProtocol
 
@@ -52,6 +55,7 @@ class Services:
     orchestrator: Orchestrator
     diarization: DiarizationService | None
     pipeline: MeetingPipeline
+    store: MeetingStore
 
 
 @dataclass(slots=True)
@@ -74,6 +78,8 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
     """
     if settings.audio_encryption_key is None:
         logger.warning("AUDIO_ENCRYPTION_KEY is not set: session audio is held in memory unencrypted.")
+    store = await connect_meeting_store(settings)  # first: a database that cannot open stops start-up at once
+    stack.push_async_callback(store.aclose)  # after the orchestrator drained: finished meetings are stored
     if settings.asr_cpu_threads:
         # BLAS/OpenMP pools default to one thread per core in every library; with our own
         # executor providing the parallelism, extra spinning threads only burn CPU.
@@ -103,11 +109,12 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         diarization=diarization,
         llm=llm,
         workflows=workflows,
+        store=store,
         policy=LivePolicy.from_settings(settings),
         cipher=AudioCipher(key.get_secret_value() if key else None),
         partial_interval=settings.asr_partial_interval,
     )
-    return Services(recognizer.name, orchestrator, diarization, pipeline)
+    return Services(recognizer.name, orchestrator, diarization, pipeline, store)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -136,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Meeting assistant", lifespan=lifespan)
     app.state.app_state = state
+    app.include_router(meetings_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -164,6 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
+        if state.services is not None:
+            await refresh_store_metrics(state.services.store, metrics)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ws")

@@ -108,6 +108,12 @@ class Metrics:
             "Background jobs not taken because MAX_BACKGROUND_JOBS were already waiting or running.",
             registry=registry,
         )
+        self.stored_meetings = Gauge(
+            f"{PREFIX}_stored_meetings",
+            "Meetings in the meeting store, by status (read from the store at each scrape).",
+            ["status"],
+            registry=registry,
+        )
         self.queue_depth.labels(backend=backend_label).set(0)
 
     def render(self) -> bytes:

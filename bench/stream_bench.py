@@ -141,6 +141,7 @@ def start_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:
         "PORT": str(port),
         "LLM_PROVIDER_ORDER": "offline",
         "MEETING_LOG_PATH": str(log_path),
+        "DATA_DIR": str(log_path.parent / "data"),
         "LOG_LEVEL": "WARNING",
         "MAX_SESSIONS": "16",
     }

@@ -12,7 +12,10 @@
     │   ├── TransientLLMError   worth retrying: timeout, 429, 5xx, connection
     │   ├── PermanentLLMError   not worth retrying: 400/401/403/404/422
     │   └── MalformedLLMOutput  the answer did not match the schema
-    └── WorkflowError           a post-meeting hook failed
+    ├── WorkflowError           a post-meeting hook failed
+    └── StoreError              the meeting store (database) failed or cannot be reached
+        ├── MeetingNotFoundError  no stored meeting has that id
+        └── MeetingRequestError   a request the store cannot honour (bad cursor, unknown speaker label)
 
 Third-party errors are translated once, at the adapter boundary, with `raise ... from exc`.
 Each error's message says what happened and what to do about it.
@@ -87,3 +90,19 @@ class MalformedLLMOutput(LLMError):
 
 class WorkflowError(MeetingAssistantError):
     """A post-meeting hook failed."""
+
+
+class StoreError(MeetingAssistantError):
+    """The meeting store failed or cannot be reached (database down, disk full, bad DATABASE_URL)."""
+
+
+class MeetingNotFoundError(StoreError):
+    """No stored meeting has this id (never stored, or deleted)."""
+
+    def __init__(self, meeting_id: str) -> None:
+        super().__init__(f"No meeting with id {meeting_id!r}: it was never stored or has been deleted.")
+        self.meeting_id = meeting_id
+
+
+class MeetingRequestError(StoreError):
+    """A store request that cannot be honoured as asked; the message says what to change."""

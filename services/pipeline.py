@@ -1,8 +1,9 @@
 """The meeting pipeline: a session's parts while it records, and the one job that finishes it.
 
     open_session(id, emit) -> SessionParts      the buffer, the live pump and the speaker tracker
+    list_meeting(parts, id, title, started_at)  the stored meeting appears (status recording)
     submit(id, run)                             queue the after-stop job on the orchestrator
-    finish(FinishedRecording, send) -> final    tail commit, diarisation, summary, hooks, `final`
+    finish(FinishedRecording, send) -> final    tail commit, diarisation, summary, hooks, store, `final`
 
 The session hands a `FinishedRecording` to `finish` and only sends what comes back. A failing
 step is listed in `errors` and the meeting goes on with what it has.
@@ -23,10 +24,12 @@ from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.errors import MeetingAssistantError
 from services.live_pump import Emit, LivePump
 from services.live_transcriber import LivePolicy, LiveTranscriber
+from services.meeting_store import MeetingStore, record_final, record_start, record_status
 from services.orchestrator import InferenceJob, Orchestrator, Urgency
 from services.priority_executor import Priority
 from services.protocol import error_message, final_message, notice
 from services.session_speakers import SessionSpeakers
+from services.stored_meeting import MeetingStatus
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment
 
@@ -52,6 +55,8 @@ class SessionParts:
     pump: LivePump
     speakers: SessionSpeakers | None
     urgency: Urgency
+    listed: asyncio.Task[bool] | None = None
+    """Listing the meeting in the store (started with the first audio)."""
 
     def detach(self) -> None:
         """Nobody is watching any more: this session's model work goes behind live meetings."""
@@ -90,11 +95,13 @@ class MeetingPipeline:
         diarization: DiarizationService | None,
         llm: LLMService,
         workflows: WorkflowRunner,
+        store: MeetingStore,
         policy: LivePolicy,
         cipher: AudioCipher,
         partial_interval: float,
     ) -> None:
         self.metrics = metrics
+        self._store = store
         self._recognizer = recognizer
         self._orchestrator = orchestrator
         self._diarization = diarization
@@ -122,6 +129,10 @@ class MeetingPipeline:
         )
         return SessionParts(buffer, pump, speakers, urgency)
 
+    def list_meeting(self, parts: SessionParts, session_id: str, title: str | None, started_at: float) -> None:
+        """List the meeting in the store while it records (in the background; a failure is only logged)."""
+        parts.listed = asyncio.create_task(record_start(self._store, session_id, title=title, created_at=started_at))
+
     def submit(self, session_id: str, run: Callable[[], Awaitable[None]], *, background: bool = False) -> None:
         """Queue an after-stop job; `background` when nobody waits for it on a socket.
 
@@ -141,12 +152,14 @@ class MeetingPipeline:
         session_id, parts = recording.session_id, recording.parts
         try:
             send(notice("transcribing", session_id))
+            if parts.listed is not None and await parts.listed:
+                await record_status(self._store, session_id, MeetingStatus.PROCESSING)
             parts.pump.stop()
             await parts.pump.settle()
             turns = self._start_diarization(parts)
             try:
                 errors = await self._finish_transcript(session_id, parts.pump, send)
-                return await self._finish_meeting(recording, turns, errors, send)
+                return await self._finish_meeting(recording, turns, errors, send, tail_failed=bool(errors))
             finally:
                 if turns is not None:
                     await cancel_and_wait(turns)  # unused when there was no speech
@@ -181,6 +194,8 @@ class MeetingPipeline:
         turns: asyncio.Task[list[SpeakerTurn]] | None,
         errors: list[str],
         send: Send,
+        *,
+        tail_failed: bool,
     ) -> dict[str, Any]:
         session_id = recording.session_id
         timings: dict[str, float] = {}
@@ -207,8 +222,11 @@ class MeetingPipeline:
         errors.extend(await _timed(timings, "workflows", self._workflows.run(record)))
         timings["stop_to_final"] = time.perf_counter() - recording.stopped_at
         self.metrics.end_to_end_latency.observe(timings["stop_to_final"])
+        final = final_message(record, timings)
+        status = MeetingStatus.FAILED if tail_failed and not segments else MeetingStatus.DONE
+        await record_final(self._store, final, title=recording.title, created_at=recording.started_at, status=status)
         send(notice("done", session_id))
-        return final_message(record, timings)
+        return final
 
     async def _diarize(
         self,

@@ -221,6 +221,8 @@ class RecordingSession:
             self._transition(SessionState.RECORDING)
         self._last_audio_at = time.monotonic()
         buffer = self._parts.buffer
+        if buffer.samples == 0 and self._parts.listed is None:  # the meeting is stored from its first audio
+            self._pipeline.list_meeting(self._parts, self.id, self._title, self._started_at)
         limit = int(self._limits.max_session_seconds * SAMPLE_RATE)
         buffer.append(self._decoder.decode(data)[: limit - buffer.samples])
         self._parts.pump.notify()

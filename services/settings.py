@@ -13,6 +13,8 @@ from typing import Literal
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from services.errors import ConfigurationError
 
@@ -125,6 +127,19 @@ class Settings(BaseSettings):
         None, description="With TTS_ENABLED: write <session_id>.wav here; unset plays on the default audio device."
     )
 
+    # --- meeting store ------------------------------------------------------------------------
+    data_dir: Path = Field(Path("data"), description="Holds the default SQLite meeting store (meetings.db).")
+    database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy async URL of a shared meeting store, e.g. postgresql+asyncpg://user:pw@host/db."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_async(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        return SecretStr(async_database_url(value.get_secret_value()))
+
     @field_validator("audio_encryption_key")
     @classmethod
     def _fernet_key_is_valid(cls, value: SecretStr | None) -> SecretStr | None:
@@ -155,6 +170,20 @@ class Settings(BaseSettings):
     @property
     def origin_allowlist(self) -> set[str]:
         return {origin.strip().rstrip("/") for origin in self.allowed_origins.split(",") if origin.strip()}
+
+
+# Plain driver names people paste from other tools, mapped to the asyncio driver we install.
+_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+
+
+def async_database_url(url: str) -> str:
+    """`url` with a plain `postgresql://`/`sqlite://` scheme given its asyncio driver; checks it parses."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError("must be a SQLAlchemy URL such as postgresql+asyncpg://user:password@host/db") from exc
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver).render_as_string(hide_password=False) if driver else url
 
 
 def load_settings(**overrides: object) -> Settings:

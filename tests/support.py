@@ -23,11 +23,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for a test: no `.env`, offline summariser only, audit log in `tmp_path`."""
+    """Settings for a test: no `.env`, offline summariser only, audit log and meeting store in `tmp_path`."""
     values: dict[str, Any] = {
         "_env_file": None,
         "llm_provider_order": "offline",
         "meeting_log_path": tmp_path / "meetings.jsonl",
+        "data_dir": tmp_path / "data",
     }
     values.update(overrides)
     return load_settings(**values)

@@ -29,6 +29,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         {
             "LLM_PROVIDER_ORDER": "offline",
             "MEETING_LOG_PATH": str(tmp_path / "meetings.jsonl"),
+            "DATA_DIR": str(tmp_path / "data"),
             "LOG_LEVEL": "INFO",
             **extra,
         }
@@ -55,6 +56,13 @@ def _start(tmp_path: Path, **extra: str) -> subprocess.Popen[str]:
         ("AUDIO_ENCRYPTION_KEY", "not-a-fernet-key", "AUDIO_ENCRYPTION_KEY"),
         ("LLM_PROVIDER_ORDER", "vllm,skynet", "LLM_PROVIDER_ORDER"),
         ("ASR_MODEL_ID", "/nonexistent/whisper-model", "ASR_MODEL_ID"),
+        ("DATABASE_URL", "not a url", "DATABASE_URL"),
+        (
+            "DATABASE_URL",
+            "postgresql://meet:hunter2@127.0.0.1:1/meetings",
+            "DATABASE_URL: cannot open the meeting store",
+        ),
+        ("DATA_DIR", "/proc/no-meetings-here", "DATA_DIR /proc/no-meetings-here"),
     ],
 )
 def test_start_up_failure_exits_with_a_message_naming_the_cause(
@@ -64,6 +72,7 @@ def test_start_up_failure_exits_with_a_message_naming_the_cause(
     output, _ = process.communicate(timeout=120)
     assert process.returncode != 0
     assert named in output
+    assert "hunter2" not in output, "a database password is never shown"
 
 
 def _wait_until_healthy(process: subprocess.Popen[str], port: int) -> None:

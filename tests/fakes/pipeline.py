@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ from services.live_transcriber import LivePolicy
 from services.llm_providers.base import LLMProvider
 from services.llm_providers.offline import OfflineProvider
 from services.llm_service import LLMService, RetryPolicy
+from services.meeting_store import MeetingStore
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
+from services.sql_meeting_store import SqlMeetingStore, sqlite_url
 from services.types import MeetingRecord, Word
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -74,8 +77,26 @@ async def fake_pipeline(
     providers: Sequence[LLMProvider] = (),
     hooks: Sequence[RecordingHook] = (),
     policy: LivePolicy | None = None,
+    store: MeetingStore | None = None,
 ) -> AsyncIterator[tuple[MeetingPipeline, Orchestrator]]:
-    """A started pipeline (one job worker); drained and closed on exit."""
+    """A started pipeline (one job worker, a throw-away SQLite store unless `store`); drained and closed on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        if store is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            store = await stack.enter_async_context(await SqlMeetingStore.open(sqlite_url(folder)))
+        async with _pipeline(recognizer, diarizer, providers, hooks, policy, store) as started:
+            yield started
+
+
+@contextlib.asynccontextmanager
+async def _pipeline(
+    recognizer: FakeRecognizer,
+    diarizer: ScriptedDiarizer | None,
+    providers: Sequence[LLMProvider],
+    hooks: Sequence[RecordingHook],
+    policy: LivePolicy | None,
+    store: MeetingStore,
+) -> AsyncIterator[tuple[MeetingPipeline, Orchestrator]]:
     metrics = Metrics()
     orchestrator = Orchestrator(workers=1, batch_size=1, metrics=metrics)
     diarization = None
@@ -92,6 +113,7 @@ async def fake_pipeline(
         diarization=diarization,
         llm=llm,
         workflows=WorkflowRunner(list(hooks), metrics, timeout_seconds=5.0),
+        store=store,
         policy=policy or LivePolicy(),
         cipher=AudioCipher(None),
         partial_interval=0.4,
