@@ -9,7 +9,6 @@ workflow hooks) is built in the lifespan and closed there, in reverse order.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -22,8 +21,10 @@ from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
 from integrations.workflows import build_workflows
+from logging_setup import configure_logging
 from observability import CONTENT_TYPE_LATEST, Metrics
 from services.asr_service import load_recognizer
+from services.auth import accepted_subprotocol, token_accepted
 from services.diarization import build_diarization_service
 from services.errors import ConfigurationError
 from services.llm_service import build_llm_service
@@ -31,7 +32,7 @@ from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import error_message
 from services.session import CLOSE_POLICY, RecordingSession, SessionLimits
-from services.settings import Settings, get_settings
+from services.settings import Settings, get_settings, unknown_setting_warnings
 from services.vad import load_vad_model
 
 logger = logging.getLogger("meeting_assistant")
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "max_sessions": sessions.limit,
                 "diarization": pipeline.diarization.name if pipeline.diarization else None,
                 "audio_encrypted": settings.audio_encryption_key is not None,
+                "llm_chain": pipeline.llm.describe(),
             },
             status_code=200 if ok else 503,
         )
@@ -152,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.sessions_refused.labels(reason=refusal).inc()
             await websocket.close(CLOSE_POLICY, reason=f"{refusal} refused")
             return
-        await websocket.accept()
+        await websocket.accept(subprotocol=accepted_subprotocol(websocket.headers))
         if not app.state.accepting or not sessions.try_acquire():
             metrics.sessions_refused.labels(reason="busy").inc()
             await websocket.send_json(
@@ -173,13 +175,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _refusal_reason(websocket: WebSocket, settings: Settings) -> str | None:
     """Why an upgrade is refused before accept ("token", "origin"), or None to admit it."""
-    if settings.api_key is not None:
-        token = websocket.query_params.get("token", "")
-        bearer = websocket.headers.get("authorization", "")
-        if bearer.lower().startswith("bearer "):
-            token = token or bearer[7:]
-        if not hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode()):
-            return "token"
+    if settings.api_key is not None and not token_accepted(
+        settings.api_key.get_secret_value(), websocket.query_params, websocket.headers
+    ):
+        return "token"
     allowlist = settings.origin_allowlist
     origin = websocket.headers.get("origin")
     if allowlist and origin is not None and origin.rstrip("/") not in allowlist:
@@ -192,7 +191,9 @@ def _build_default_app() -> FastAPI:
         settings = get_settings()
     except ConfigurationError as exc:
         raise SystemExit(f"meeting assistant: {exc}") from None
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
+    for warning in unknown_setting_warnings():
+        logger.warning(warning)
     return create_app(settings)
 
 

@@ -101,7 +101,7 @@ class Orchestrator:
             await job.run()
         except Exception:  # a job's failure must never kill the worker that runs the next one
             logger.exception("inference job failed (session %s)", job.session_id)
-            self._metrics.job_failures.labels(stage="job").inc()
+            self._metrics.job_failures.labels(stage="meeting").inc()
 
     async def aclose(self, drain_timeout: float = 60.0) -> None:
         """Finish queued jobs (up to `drain_timeout` seconds), stop the workers, free the threads."""
