@@ -34,10 +34,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 _SECRET_PARAMS = r"token|access_token|api_key|apikey|api-key|key|password|passwd|secret|signature|sig|code"
+_NOT_DONE = r"(?!\[REDACTED\])"  # redacting twice must not eat what follows
 _PATTERNS = (
-    re.compile(rf"(?i)([?&;](?:{_SECRET_PARAMS})=)[^&;\s\"'#]*"),
-    re.compile(r"(?i)(\bbearer\s+)[^\s\"',;]+"),
-    re.compile(rf"({re.escape(TOKEN_SUBPROTOCOL_PREFIX)})[A-Za-z0-9_\-=]*"),
+    re.compile(rf"(?i)([?&;](?:{_SECRET_PARAMS})=){_NOT_DONE}[^&;\s\"'#]*"),
+    re.compile(rf"(?i)(\bbearer\s+){_NOT_DONE}[^\s\"',;]+"),
+    re.compile(rf"({re.escape(TOKEN_SUBPROTOCOL_PREFIX)}){_NOT_DONE}[A-Za-z0-9_\-=]*"),
 )
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -46,6 +47,7 @@ _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None)
     "color_message",  # uvicorn's coloured copy of the message, not context
 }
 _MIN_LITERAL = 4  # shorter "secrets" would redact ordinary words
+_PLAIN = logging.Formatter()
 
 
 class _Redactor:
@@ -71,6 +73,11 @@ class _Redactor:
         return text
 
     def scrub(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[0] is not None:
+            # Formatters print a cached exc_text when there is one: fill it, redacted, for all of them.
+            record.exc_text = self.redact(_PLAIN.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         if isinstance(record.msg, str):
             record.msg = self.redact(record.msg)
         if isinstance(record.args, tuple):
@@ -121,7 +128,7 @@ class ContextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         line = super().formatMessage(record)
         context = " ".join(
-            f"{key}={value}"
+            f"{key}={redact(str(value))}"
             for key, value in record.__dict__.items()
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_")
         )
