@@ -26,9 +26,11 @@ class RecordingSortformer:
     def __init__(self, answer: list[list[str]] | Exception) -> None:
         self.answer = answer
         self.calls: list[dict[str, Any]] = []
+        self.files_during_call: list[Path] = []
 
     def diarize(self, **kwargs: Any) -> list[list[str]]:
         self.calls.append(kwargs)
+        self.files_during_call = list(Path(tempfile.gettempdir()).rglob("*"))
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -52,7 +54,7 @@ def test_audio_goes_to_nemo_as_an_array_never_a_file(temp_dir: Path) -> None:
     [given] = call["audio"]
     assert isinstance(given, np.ndarray) and given.dtype == np.float32
     np.testing.assert_array_equal(given, audio)
-    assert list(temp_dir.iterdir()) == []
+    assert model.files_during_call == [] and list(temp_dir.iterdir()) == []
     assert turns == [SpeakerTurn(0.0, 1.2, "speaker_0"), SpeakerTurn(1.5, 2.75, "speaker_1")]
 
 

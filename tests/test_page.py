@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import (
@@ -25,6 +26,8 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+
+from tests.support import make_settings, run_server
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDING = ROOT / "tests" / "fixtures" / "meeting_two_voices.wav"
@@ -292,3 +295,21 @@ def test_format_module(browser: Browser, live_server: str) -> None:
     assert out["relabelled"]["action_items"][0]["owner"] == "Speaker 2"
     assert out["clock"] == ["01:15", "1:02:05"]
     page.close()
+
+
+@pytest.mark.parametrize("link", ["/#token=", "/?token="])
+def test_access_token_never_travels_in_a_url(browser: Browser, tmp_path: Path, link: str) -> None:
+    """With API_KEY set, the page takes the token from its link, drops it from the address bar and
+    sends it in the socket's subprotocol: no WebSocket URL carries it."""
+    token = "page/Token+1="
+    with run_server(make_settings(tmp_path, api_key=token)) as base_url:
+        context = browser.new_context()
+        page = context.new_page()
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        page.goto(f"{base_url}{link}{quote(token, safe='')}")
+        assert "token" not in page.url
+        page.click("#record")
+        wait_for_words(page, "morning", timeout=30)  # admitted: live words arrive
+        assert sockets and all(url == base_url.replace("http", "ws") + "/ws" for url in sockets)
+        context.close()
