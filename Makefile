@@ -4,14 +4,18 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-SYSTEM_PACKAGES := espeak-ng sox chromium postgresql
+# PyTorch's CPU build lives on PyTorch's own index; PyPI's torch is the multi-GB CUDA build.
+TORCH_VERSION := 2.13.0
+TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
+SYSTEM_PACKAGES := espeak-ng sox postgresql
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint setup setup-dev system-deps bench clean
+.PHONY: run test lint setup setup-dev system-deps python-venv browser bench clean
 
 run: setup
 	$(PY) app.py
 
-test: setup-dev system-deps
+test: setup-dev system-deps browser
 	$(PY) -m pytest
 
 lint: setup-dev
@@ -27,27 +31,49 @@ setup: $(VENV)/.runtime-installed
 setup-dev: $(VENV)/.dev-installed
 
 $(VENV)/bin/python:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(MAKE) --no-print-directory python-venv
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# torch is pinned to the 2.13.0 CPU build and installed first: an unpinned torch pulls a multi-GB CUDA build.
+# Debian and Ubuntu ship venv's pip bootstrap (ensurepip) in a separate package.
+python-venv:
+	@pkg="python$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"; \
+	echo "$(PYTHON) cannot create a venv (no ensurepip): installing $$pkg"; \
+	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq "$$pkg" >/dev/null \
+	  || { echo "could not install it: run 'sudo apt-get install $$pkg' and try again"; exit 1; }
+
+# torch first, the CPU build from PyTorch's index. Where that index cannot be reached (an offline
+# mirror or a local wheel directory in pip's configuration, as on our CI), plain pip is asked instead.
 $(VENV)/.runtime-installed: requirements.txt | $(VENV)/bin/python
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --retries 1 --timeout 20 torch==$(TORCH_VERSION) --index-url $(TORCH_INDEX) \
+	  || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
 	$(PY) -m pip install --quiet -r requirements.txt
+	@$(PY) -c 'import torch, sys; sys.exit(0) if torch.version.cuda is None else print("warning: torch", torch.__version__, "is a CUDA build; the CPU build is much smaller")'
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Debian packages the tests use: espeak-ng/sox (scripted speech, TTS hook), chromium (page tests),
-# postgresql (the meeting store against a throw-away cluster).
+# Debian packages the tests use: espeak-ng/sox (scripted speech, TTS hook), postgresql (the meeting
+# store against a throw-away cluster).
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The page tests drive Chromium: Debian's package where it is a real browser; on Ubuntu its
+# `chromium` is a shim that installs a snap, which Playwright cannot drive, so Playwright's own
+# build is installed there instead (tests/test_page.py picks whichever is present).
+browser: setup-dev
+	@if grep -qs '^ID=ubuntu' /etc/os-release; then \
+	  echo "Ubuntu: using Playwright's Chromium (the chromium package is a snap shim)"; \
+	  $(PY) -m playwright install --with-deps chromium; \
+	elif ! dpkg -s chromium >/dev/null 2>&1; then \
+	  echo "installing: chromium"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 clean:

@@ -27,17 +27,19 @@ from observability import CONTENT_TYPE_LATEST, Metrics
 from services.admission import SessionCounter, SessionLimits, refusal_reason
 from services.asr_service import load_recognizer
 from services.audio_buffer import AudioCipher
+from services.auth import accepted_subprotocol
 from services.diarization import DiarizationService, build_diarization_service
 from services.errors import ConfigurationError
 from services.live_transcriber import LivePolicy
-from services.llm_service import build_llm_service
+from services.llm_service import LLMService, build_llm_service
+from services.logging_setup import configure_logging
 from services.meeting_store import MeetingStore, refresh_store_metrics
 from services.meetings_api import router as meetings_router
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
 from services.session import RecordingSession
-from services.settings import Settings, get_settings
+from services.settings import Settings, get_settings, unknown_setting_warnings
 from services.sql_meeting_store import connect_meeting_store
 from services.vad import load_vad_model
 from services.ws_protocol import WebSocketProtocol
@@ -56,6 +58,7 @@ class Services:
     diarization: DiarizationService | None
     pipeline: MeetingPipeline
     store: MeetingStore
+    llm: LLMService
 
 
 @dataclass(slots=True)
@@ -114,7 +117,7 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         cipher=AudioCipher(key.get_secret_value() if key else None),
         partial_interval=settings.asr_partial_interval,
     )
-    return Services(recognizer.name, orchestrator, diarization, pipeline, store)
+    return Services(recognizer.name, orchestrator, diarization, pipeline, store, llm)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -166,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "max_sessions": state.sessions.limit,
                 "diarization": services.diarization.name if services.diarization else None,
                 "audio_encrypted": settings.audio_encryption_key is not None,
+                "llm_chain": services.llm.describe(),
             },
             status_code=200 if ok else 503,
         )
@@ -190,7 +194,7 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         state.metrics.sessions_refused.labels(reason=refusal).inc()
         await websocket.close(CLOSE_POLICY, reason=f"{refusal} refused")
         return
-    await websocket.accept()
+    await websocket.accept(subprotocol=accepted_subprotocol(websocket.headers))
     if not state.accepting or state.services is None or not state.sessions.try_acquire():
         state.metrics.sessions_refused.labels(reason="busy").inc()
         await websocket.send_json(server_error("busy"))
@@ -210,7 +214,9 @@ def _build_default_app() -> FastAPI:
         settings = get_settings()
     except ConfigurationError as exc:
         raise SystemExit(f"meeting assistant: {exc}") from None
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
+    for warning in unknown_setting_warnings():
+        logger.warning(warning)
     return create_app(settings)
 
 

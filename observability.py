@@ -1,19 +1,60 @@
 """Prometheus metrics for the meeting assistant.
 
 Each app instance owns its own `CollectorRegistry`, so building the app twice (as tests do)
-never raises a duplicate-registration error. Labels are bounded sets (stage, provider, reason,
-hook, backend): never a session id.
+never raises a duplicate-registration error; the process and platform collectors that the
+default registry would carry are added to it, with a `meeting_assistant_build_info` series.
+Labels are bounded sets (stage, provider, reason, hook, backend): never a session id.
+
+`jobs_total` and `job_failures_total` share one set of `stage` values (`STAGES`), both series
+exported at zero from the start, so `job_failures_total / jobs_total` per stage is defined.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "meeting_assistant"
+# The pipeline stages that count jobs and failures. "meeting": one queued after-stop job;
+# "asr_live"/"asr_final": live and stop-time transcription steps; "diarization"; "summary".
+STAGES = ("meeting", "asr_live", "asr_final", "diarization", "summary")
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "STAGES", "Metrics", "build_info"]
+
+
+def build_info() -> dict[str, str]:
+    """Version labels: this project's (from pyproject.toml), Python's and the inference libraries'."""
+    info = {"version": _project_version(), "python": platform.python_version()}
+    for package in ("faster-whisper", "ctranslate2", "torch"):
+        try:
+            info[package.replace("-", "_")] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package.replace("-", "_")] = "absent"
+    return info
+
+
+def _project_version() -> str:
+    pyproject = Path(__file__).with_name("pyproject.toml")
+    try:
+        import tomllib
+
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+    except (OSError, KeyError, ValueError):
+        return "unknown"
 
 
 class Metrics:
@@ -23,6 +64,11 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.backend_label = backend_label
         registry = self.registry
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        Info(f"{PREFIX}_build", "Versions of this server and its inference libraries.", registry=registry).info(
+            build_info()
+        )
         self.queue_depth = Gauge(
             f"{PREFIX}_inference_queue_depth",
             "Inference jobs waiting for a worker.",
@@ -32,7 +78,7 @@ class Metrics:
         self.active_sessions = Gauge(f"{PREFIX}_active_sessions", "Open recording sessions.", registry=registry)
         self.asr_latency = Histogram(
             f"{PREFIX}_asr_latency_seconds",
-            "Time of one ASR call, by kind (partial, commit, final).",
+            "Time of one ASR call, by kind (partial: a live draft; commit: a careful pass).",
             ["kind"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,
@@ -115,6 +161,9 @@ class Metrics:
             registry=registry,
         )
         self.queue_depth.labels(backend=backend_label).set(0)
+        for stage in STAGES:
+            self.jobs_total.labels(stage=stage)
+            self.job_failures.labels(stage=stage)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""

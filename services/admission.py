@@ -6,12 +6,12 @@ uvicorn's `--limit-concurrency` does not cover WebSocket upgrades, so the app co
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
 from observability import Metrics
+from services.auth import token_accepted
 from services.settings import Settings
 
 
@@ -62,13 +62,10 @@ class SessionCounter:
 
 def refusal_reason(websocket: WebSocket, settings: Settings) -> str | None:
     """Why an upgrade is refused before accept ("token", "origin"), or None to admit it."""
-    if settings.api_key is not None:
-        token = websocket.query_params.get("token", "")
-        bearer = websocket.headers.get("authorization", "")
-        if bearer.lower().startswith("bearer "):
-            token = token or bearer[7:]
-        if not hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode()):
-            return "token"
+    if settings.api_key is not None and not token_accepted(
+        settings.api_key.get_secret_value(), websocket.query_params, websocket.headers
+    ):
+        return "token"
     allowlist = settings.origin_allowlist
     origin = websocket.headers.get("origin")
     if allowlist and origin is not None and origin.rstrip("/") not in allowlist:

@@ -109,6 +109,7 @@ class LivePump:
             if not self._running or self._buffer.samples - self._transcriber.processed_samples < self._interval:
                 continue
             try:
+                self._metrics.jobs_total.labels(stage="asr_live").inc()
                 await self._advance(self._transcriber.advance)
                 self._start_commit()
                 if self._speakers is not None:
@@ -127,6 +128,7 @@ class LivePump:
             self._commit_task = asyncio.create_task(self._commit(job), name=f"commit-{self._session_id}")
 
     async def _commit(self, job: CommitJob) -> None:
+        self._metrics.jobs_total.labels(stage="asr_live").inc()
         segments: list[Segment] | None
         try:
             segments = await self._run_model(self._transcriber.transcribe_commit, job)

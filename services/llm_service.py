@@ -13,7 +13,13 @@ For each provider in order (vLLM, xAI, OpenAI, Azure, Anthropic, Gemini, offline
   speakers and times.
 
 All of it runs under one `LLM_DEADLINE_SECONDS` budget per summary; the offline summariser is
-exempt, so a summary always comes back. SDK retries are off: this is the only retry loop.
+exempt, and it is added at the end of the chain when `LLM_PROVIDER_ORDER` leaves it out (unless
+`LLM_OFFLINE_FALLBACK=false`), so a summary always comes back. SDK retries are off: this is the
+only retry loop.
+
+A provider nobody configured (vLLM at its default address) that is simply not running is not
+the user's problem: its failure is logged but kept out of `final.errors`. Once configured, its
+failures are reported like any other provider's.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from observability import Metrics
 from services.errors import LLMError, MalformedLLMOutput, PermanentLLMError, TransientLLMError
 from services.llm_providers.base import LLMProvider, LLMRequest
 from services.llm_providers.chunking import chunk_segments, merge_responses
-from services.llm_providers.registry import build_providers
+from services.llm_providers.registry import build_providers, describe_chain, leaves_machine
 from services.llm_providers.schema import (
     RESPONSE_SCHEMA,
     SYSTEM_PROMPT,
@@ -105,8 +111,11 @@ class LLMService:
         cooldown: Cooldown | None = None,
         timeout_seconds: float = 30.0,
         deadline_seconds: float = 120.0,
+        unconfigured: frozenset[str] = frozenset(),
     ) -> None:
+        """`unconfigured`: providers tried at their default address; their being unreachable is no error."""
         self.providers = list(providers)
+        self._unconfigured = unconfigured
         self._metrics = metrics
         self._policy = policy or RetryPolicy()
         self.cooldown = cooldown or Cooldown(60.0)
@@ -124,27 +133,43 @@ class LLMService:
             networked = provider.context_chars is not None
             if networked and not spoken:
                 continue  # nothing worth a network call
+            context = {"provider": provider.name, "session_id": session_id}
             if skip := self._skip_reason(provider, deadline):
-                errors.append(f"{provider.name}: {skip}")
+                if not self._quiet(provider.name):
+                    errors.append(f"{provider.name}: {skip}")
                 continue
             started = time.perf_counter()
             try:
                 response = await self._summarize_with(provider, spoken, title, deadline, session_id)
             except LLMError as exc:
                 self.cooldown.trip(provider.name)
-                logger.warning(
-                    "LLM provider failed: %s", exc, extra={"provider": provider.name, "session_id": session_id}
-                )
+                if self._quiet(provider.name, exc):
+                    logger.info("%s is not configured nor running at its default address", provider.name, extra=context)
+                    continue
+                logger.warning("LLM provider failed: %s", exc, extra=context)
                 errors.append(str(exc))
                 continue
             self.cooldown.reset(provider.name)
             self._metrics.llm_latency.labels(provider=provider.name).observe(time.perf_counter() - started)
-            logger.info("summary by %s", provider.name, extra={"provider": provider.name, "session_id": session_id})
+            logger.info("summary by %s", provider.name, extra=context)
             return SummaryOutcome(response.to_summary(), provider.name, errors)
         if not spoken:
             return SummaryOutcome(MeetingSummary(summary="No speech was recorded."), "none", errors)
         errors.append("no LLM provider could summarise the meeting (the transcript is kept)")
         return SummaryOutcome(MeetingSummary(summary=""), "none", errors)
+
+    def describe(self) -> list[dict[str, object]]:
+        """The chain in order and where each provider sends the transcript (for /health and the log)."""
+        return [
+            {"provider": p.name, "sends_to": p.endpoint, "leaves_machine": leaves_machine(p.endpoint)}
+            for p in self.providers
+        ]
+
+    def _quiet(self, name: str, error: LLMError | None = None) -> bool:
+        """An unconfigured provider that is not running: skipped without a word in `final.errors`."""
+        if name not in self._unconfigured:
+            return False
+        return error is None or error.reason == "unreachable"
 
     async def aclose(self) -> None:
         """Close every provider's client."""
@@ -249,11 +274,15 @@ def _gave_up(name: str, error: TransientLLMError, attempts: int, why: str = "") 
 
 def build_llm_service(settings: Settings, metrics: Metrics) -> LLMService:
     """The chain from settings: providers without keys are skipped with one log line each."""
-    return LLMService(
+    unconfigured = frozenset() if settings.vllm_configured else frozenset({"vllm"})
+    service = LLMService(
         build_providers(settings),
         metrics,
         policy=RetryPolicy(max_attempts=settings.llm_max_retries, backoff_seconds=settings.llm_backoff_seconds),
         cooldown=Cooldown(settings.llm_cooldown_seconds),
         timeout_seconds=settings.llm_timeout_seconds,
         deadline_seconds=settings.llm_deadline_seconds,
+        unconfigured=unconfigured,
     )
+    logger.info("LLM provider chain: %s", describe_chain(service.describe()))
+    return service

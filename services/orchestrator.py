@@ -178,7 +178,7 @@ class Orchestrator:
             await job.run()
         except Exception:  # a job's failure must never kill the worker that runs the next one
             logger.exception("inference job failed (session %s)", job.session_id)
-            self._metrics.job_failures.labels(stage="job").inc()
+            self._metrics.job_failures.labels(stage="meeting").inc()
 
     async def drain(self) -> None:
         """Stop taking jobs and let the queued ones finish (up to `DRAIN_SECONDS`)."""

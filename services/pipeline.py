@@ -168,6 +168,7 @@ class MeetingPipeline:
 
     async def _finish_transcript(self, session_id: str, pump: LivePump, send: Send) -> list[str]:
         """Commit the open tail; the errors it met."""
+        self.metrics.jobs_total.labels(stage="asr_final").inc()
         try:
             await pump.finish()
         except MeetingAssistantError as exc:
@@ -250,6 +251,8 @@ class MeetingPipeline:
     ) -> tuple[MeetingSummary, str]:
         self.metrics.jobs_total.labels(stage="summary").inc()
         outcome = await self._llm.summarize_meeting(segments, title=title, session_id=session_id)
+        if outcome.provider == "none":
+            self.metrics.job_failures.labels(stage="summary").inc()
         errors.extend(outcome.errors)
         return outcome.summary, outcome.provider
 

@@ -6,11 +6,15 @@ Components never read the environment themselves: `app.create_app()` builds one 
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.fernet import Fernet
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -19,13 +23,22 @@ from sqlalchemy.exc import ArgumentError
 from services.errors import ConfigurationError
 
 DEFAULT_PROVIDER_ORDER = "vllm,xai,openai,azure,anthropic,gemini,offline"
+ENV_FILE = ".env"
+# Environment names with these prefixes are meant for this program: one that is not a setting is
+# most likely misspelt. (OPENAI_/ANTHROPIC_ are left out: their SDKs read names of their own.)
+PROJECT_PREFIXES = (
+    "ASR_", "LLM_", "VLLM_", "XAI_", "AZURE_OPENAI_", "GOOGLE_GEMINI_", "DIARIZATION_", "PYANNOTE_", "NEMO_",
+    "MEETING_", "WORKFLOW_", "TTS_", "INFERENCE_", "ORCHESTRATOR_", "AUDIO_", "WS_", "MAX_",
+)  # fmt: skip
+_LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+_VLLM_FIELDS = ("vllm_base_url", "vllm_model_id", "vllm_completions_endpoint", "vllm_api_key")
 
 
 class Settings(BaseSettings):
     """Every setting of the meeting assistant; names match the design documents."""
 
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         env_ignore_empty=True,
         extra="ignore",
@@ -35,7 +48,7 @@ class Settings(BaseSettings):
     # --- server -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_sessions: int = Field(4, ge=1, description="Concurrent recording sessions; more are refused as busy.")
     max_session_seconds: float = Field(4 * 3600, gt=0, description="Audio seconds after which a session is stopped.")
     ws_max_message_bytes: int = Field(1 << 20, ge=1024, description="Largest WebSocket frame; bigger closes with 1009.")
@@ -97,8 +110,11 @@ class Settings(BaseSettings):
     llm_deadline_seconds: float = Field(120.0, gt=0.0)
     llm_cooldown_seconds: float = Field(60.0, ge=0.0)
     llm_context_chars: int = Field(24_000, ge=2_000, description="Transcript characters per LLM call before chunking.")
+    llm_offline_fallback: bool = Field(
+        True, description="Summarise offline when every provider in LLM_PROVIDER_ORDER failed (false: no summary)."
+    )
     vllm_base_url: str = "http://localhost:8001"
-    vllm_model_id: str = "meta-llama-3-8b-instruct"
+    vllm_model_id: str = Field("", description="Empty: the first model the server lists at GET /v1/models.")
     vllm_completions_endpoint: str = "/v1/chat/completions"
     vllm_api_key: SecretStr | None = None
     xai_api_key: SecretStr | None = None
@@ -140,6 +156,19 @@ class Settings(BaseSettings):
             return None
         return SecretStr(async_database_url(value.get_secret_value()))
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            return _LOG_LEVEL_ALIASES.get(value, value)
+        return value
+
+    @field_validator("asr_device", "orchestrator_backend", "diarization_backend", mode="before")
+    @classmethod
+    def _choice_any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("audio_encryption_key")
     @classmethod
     def _fernet_key_is_valid(cls, value: SecretStr | None) -> SecretStr | None:
@@ -171,6 +200,15 @@ class Settings(BaseSettings):
     def origin_allowlist(self) -> set[str]:
         return {origin.strip().rstrip("/") for origin in self.allowed_origins.split(",") if origin.strip()}
 
+    @property
+    def vllm_configured(self) -> bool:
+        """Whether anyone asked for vLLM: a VLLM_* setting or LLM_PROVIDER_ORDER differs from its default."""
+        fields = type(self).model_fields
+        changed = [
+            name for name in (*_VLLM_FIELDS, "llm_provider_order") if getattr(self, name) != fields[name].default
+        ]
+        return bool(changed) and "vllm" in self.provider_order
+
 
 # Plain driver names people paste from other tools, mapped to the asyncio driver we install.
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
@@ -200,6 +238,29 @@ def load_settings(**overrides: object) -> Settings:
             variable = "_".join(str(part) for part in error["loc"]).upper()
             problems.append(f"{variable}: {error['msg']}")
         raise ConfigurationError("Invalid configuration: " + "; ".join(problems)) from exc
+
+
+def unknown_setting_warnings(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ENV_FILE
+) -> list[str]:
+    """One warning per name that looks meant for this program but is no setting (a typo, most likely).
+
+    Checked: every name in `env_file` (only this program reads it), and environment names with
+    one of `PROJECT_PREFIXES`.
+    """
+    known = {name.upper() for name in Settings.model_fields}
+    environ = os.environ if environ is None else environ
+    names = {name.upper(): "environment" for name in environ if name.upper().startswith(PROJECT_PREFIXES)}
+    if env_file is not None and Path(env_file).is_file():
+        names.update({name.upper(): str(env_file) for name in dotenv_values(env_file)})
+    warnings = []
+    for name, source in sorted(names.items()):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} (from {source}) is not a setting of the meeting assistant and is ignored{hint}")
+    return warnings
 
 
 @lru_cache(maxsize=1)

@@ -49,8 +49,27 @@ const STATUS_WORDS = {
 const STAGE_OF = { recording: "recording", queued: "transcribing", transcribing: "transcribing", diarizing: "diarizing", summarizing: "summarizing", done: "done" };
 const SILENCE_HINT_AFTER_S = 6;
 
-const token = new URLSearchParams(location.search).get("token");
-const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+const token = takeToken();
+const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+
+/**
+ * The access token from the page link: `#token=…` (a fragment never reaches the server) or the
+ * older `?token=…`. It is then removed from the address bar and history, and the socket carries
+ * it in a subprotocol (session.js), never in its URL.
+ */
+function takeToken() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const query = new URLSearchParams(location.search);
+  const found = hash.get("token") || query.get("token");
+  if (found) {
+    hash.delete("token");
+    query.delete("token");
+    const search = query.toString() ? `?${query}` : "";
+    const fragment = hash.toString() ? `#${hash}` : "";
+    history.replaceState(history.state, "", `${location.pathname}${search}${fragment}`);
+  }
+  return found;
+}
 
 let state = "idle";
 let session = null;

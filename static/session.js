@@ -26,7 +26,7 @@ const RESEND_BURST = 50;
 const RESEND_PAUSE_MS = 500;
 const MAX_RETRIES_AFTER_STOP = 8;
 const REFUSED =
-  "The server refused the connection. If you were given a link with an access token (…?token=…), open that exact link and try again.";
+  "The server refused the connection. If you were given a link with an access token (…#token=…), open that exact link and try again.";
 
 const FATAL_CLOSE = {
   1008: "The server refused this recording (not authorised). If you were given a link with a token, open that exact link and try again.",
@@ -36,6 +36,12 @@ const FATAL_CLOSE = {
 const isFatalCode = (code) => /auth|token|forbidden|policy|denied/i.test(code || "");
 const isBusyCode = (code) => /busy|full|capacity|overload|try.?again/i.test(code || "");
 
+/** base64url without padding: only characters a subprotocol may hold. */
+function base64url(text) {
+  const bytes = new TextEncoder().encode(text);
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 export class MeetingSession extends EventTarget {
   /**
    * @param {object} opts {url, sampleRate, title, language, token}
@@ -44,7 +50,10 @@ export class MeetingSession extends EventTarget {
     super();
     this.url = url;
     this.rate = sampleRate;
-    this.startMessage = { type: "start", sample_rate: sampleRate, language, title, token };
+    this.startMessage = { type: "start", sample_rate: sampleRate, language, title };
+    // Browsers cannot set headers on a WebSocket; a subprotocol keeps the token out of URLs
+    // (and so out of access logs). The server answers with the plain "meeting-assistant".
+    this.protocols = token ? ["meeting-assistant", `meeting-assistant.token.${base64url(token)}`] : undefined;
     this.audio = new AudioStore(sampleRate);
     this.conn = null;
     this.epoch = 0;
@@ -121,7 +130,7 @@ export class MeetingSession extends EventTarget {
   }
 
   open(baseSample) {
-    const ws = new WebSocket(this.url);
+    const ws = new WebSocket(this.url, this.protocols);
     ws.binaryType = "arraybuffer";
     const c = {
       ws,

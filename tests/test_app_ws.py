@@ -218,7 +218,7 @@ async def test_a_client_that_leaves_after_stop_still_gets_its_meeting_logged(tmp
             metrics = (await client.get(f"{base_url}/metrics")).text
     lines = settings.meeting_log_path.read_text().splitlines()
     assert len(lines) == 1 and "marketing" in lines[0].lower()
-    assert 'meeting_assistant_job_failures_total{stage="job"}' not in metrics
+    assert 'meeting_assistant_job_failures_total{stage="meeting"} 0.0' in metrics
 
 
 async def test_health_answers_quickly_while_transcription_runs(live_server: str) -> None:

@@ -110,17 +110,54 @@ async def test_openai_compatible_request_shape(fake_server: FakeServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("endpoint", "path"),
-    [("/v1/chat/completions", "/v1/chat/completions"), ("/openai/v1/chat/completions", "/openai/v1/chat/completions")],
+    ("base", "endpoint", "path"),
+    [
+        ("/", "/v1/chat/completions", "/v1/chat/completions"),
+        ("/v1", "/v1/chat/completions", "/v1/chat/completions"),  # with or without /v1: never /v1/v1
+        ("/v1/", "/v1/chat/completions", "/v1/chat/completions"),
+        ("", "/openai/v1/chat/completions", "/openai/v1/chat/completions"),
+        ("/openai/v1", "/v1/chat/completions", "/openai/v1/chat/completions"),
+    ],
 )
-async def test_vllm_endpoint_and_placeholder_key(fake_server: FakeServer, endpoint: str, path: str) -> None:
+async def test_vllm_endpoint_and_placeholder_key(fake_server: FakeServer, base: str, endpoint: str, path: str) -> None:
     fake_server.script(Reply(200, openai_chat(answer_json())))
-    provider = build_vllm(make_settings(vllm_base_url=fake_server.url + "/", vllm_completions_endpoint=endpoint))
+    settings = make_settings(vllm_base_url=fake_server.url + base, vllm_completions_endpoint=endpoint)
+    provider = build_vllm(settings)
     await provider.complete(REQUEST)
     await provider.aclose()
-    assert fake_server.requests[0].path == path
+    assert fake_server.paths() == [path]
     assert fake_server.requests[0].headers["authorization"] == "Bearer EMPTY"
-    assert fake_server.requests[0].json()["model"] == "meta-llama-3-8b-instruct"
+    assert fake_server.requests[0].json()["model"] == "test-model"
+
+
+def _model_list(*ids: str) -> dict[str, Any]:
+    return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "vllm"} for i in ids]}
+
+
+async def test_vllm_without_a_model_id_uses_the_served_model(fake_server: FakeServer) -> None:
+    """A stock `vllm serve Qwen/...` serves its hub id: with VLLM_MODEL_ID unset, ask GET /v1/models once."""
+    fake_server.script(
+        Reply(200, _model_list("Qwen/Qwen2.5-1.5B-Instruct", "other")),
+        Reply(200, openai_chat(answer_json())),
+        Reply(200, openai_chat(answer_json())),
+    )
+    provider = build_vllm(make_settings(vllm_base_url=fake_server.url + "/v1", vllm_model_id=""))
+    await provider.complete(REQUEST)
+    await provider.complete(REQUEST)
+    await provider.aclose()
+    assert fake_server.paths() == ["/v1/models", "/v1/chat/completions", "/v1/chat/completions"]
+    assert [r.json()["model"] for r in fake_server.requests[1:]] == ["Qwen/Qwen2.5-1.5B-Instruct"] * 2
+
+
+async def test_vllm_model_discovery_failures_are_mapped(fake_server: FakeServer) -> None:
+    fake_server.script(Reply(200, _model_list()), Reply(503, error_body("loading")))
+    provider = build_vllm(make_settings(vllm_base_url=fake_server.url, vllm_model_id=""))
+    with pytest.raises(PermanentLLMError, match="lists no models"):
+        await provider.complete(REQUEST)
+    with pytest.raises(TransientLLMError) as unavailable:
+        await provider.complete(REQUEST)
+    await provider.aclose()
+    assert unavailable.value.reason == "server_error"
 
 
 async def test_azure_uses_deployments_path_and_api_key_header(fake_server: FakeServer) -> None:

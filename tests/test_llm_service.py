@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,7 @@ from services.errors import PermanentLLMError, TransientLLMError
 from services.llm_providers.base import LLMRequest
 from services.llm_providers.fake import ScriptedProvider
 from services.llm_providers.offline import OfflineProvider
+from services.llm_providers.openai_compat import build_vllm
 from services.llm_service import Cooldown, LLMService, RetryPolicy, build_llm_service
 from services.types import Segment
 from tests.fakes.llm import answer, answer_json, make_settings
@@ -266,3 +268,105 @@ async def test_aclose_closes_every_provider() -> None:
     providers = [ScriptedProvider("openai", [answer()]), ScriptedProvider("xai", [answer()])]
     await chain(*providers).aclose()
     assert all(p.closed for p in providers)
+
+
+# --- a newcomer's defaults (issue 10) -------------------------------------------------------
+
+
+async def test_unconfigured_vllm_that_is_not_running_is_no_error(metrics: Metrics) -> None:
+    """vLLM at its default address, never configured and not running: logged, not shown to the user."""
+    defaults = make_settings(vllm_model_id="")
+    assert not defaults.vllm_configured
+    not_running = build_vllm(make_settings(vllm_base_url=closed_port_url()))
+    service = LLMService([not_running, OfflineProvider()], metrics, unconfigured=frozenset({"vllm"}))
+    outcome = await service.summarize_meeting(SEGMENTS, session_id="fresh")
+    assert (outcome.provider, outcome.errors) == ("offline", [])
+    again = await service.summarize_meeting(SEGMENTS)  # cooling down: skipped quietly too
+    assert (again.provider, again.errors) == ("offline", [])
+    assert failures(metrics, "vllm", "unreachable") == 1
+    await service.aclose()
+
+
+async def test_unconfigured_vllm_that_answers_badly_is_still_reported(servers: list[FakeServer]) -> None:
+    """Only "not running" is quiet: something at the default address that fails is worth saying."""
+    servers[0].default = Reply(500, error_body("not a vLLM"))
+    answering = build_vllm(make_settings(vllm_base_url=servers[0].url, llm_max_retries=1))
+    service = LLMService([answering, OfflineProvider()], Metrics(), unconfigured=frozenset({"vllm"}))
+    outcome = await service.summarize_meeting(SEGMENTS)
+    assert outcome.provider == "offline" and outcome.errors[0].startswith("vllm: server error (HTTP 500)")
+    await service.aclose()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "configured"),
+    [
+        ({}, False),
+        ({"vllm_base_url": "http://gpu-box:8001/v1"}, True),
+        ({"vllm_model_id": "my-model"}, True),
+        ({"vllm_api_key": "k"}, True),
+        ({"llm_provider_order": "vllm,offline"}, True),
+        ({"llm_provider_order": "openai,offline", "vllm_base_url": "http://gpu-box:8001"}, False),
+    ],
+)
+def test_vllm_counts_as_configured_when_anything_about_it_was_set(
+    overrides: dict[str, object], configured: bool
+) -> None:
+    assert make_settings(**{"vllm_model_id": "", **overrides}).vllm_configured is configured
+
+
+async def test_every_provider_failing_still_gives_the_offline_summary(servers: list[FakeServer]) -> None:
+    vllm, openai_server, _ = servers
+    vllm.default = Reply(503, error_body("overloaded"))
+    openai_server.default = Reply(401, error_body("bad key"))
+    settings = make_settings(
+        llm_provider_order="vllm,openai",
+        vllm_base_url=vllm.url,
+        openai_api_key="sk-x",
+        openai_base_url=f"{openai_server.url}/v1",
+        llm_max_retries=1,
+    )
+    service = build_llm_service(settings, Metrics())
+    assert [p.name for p in service.providers] == ["vllm", "openai", "offline"]
+    outcome = await service.summarize_meeting(SEGMENTS)
+    await service.aclose()
+    assert outcome.provider == "offline"
+    assert outcome.summary.decisions == ["Go with blue-green deploys"]
+    assert [e.split(":")[0] for e in outcome.errors] == ["vllm", "openai"]
+
+    switched_off = build_llm_service(settings.model_copy(update={"llm_offline_fallback": False}), Metrics())
+    assert [p.name for p in switched_off.providers] == ["vllm", "openai"]
+    nothing = await switched_off.summarize_meeting(SEGMENTS)
+    await switched_off.aclose()
+    assert nothing.provider == "none" and nothing.summary.summary == ""
+
+
+async def test_answer_with_only_the_required_fields_is_accepted(servers: list[FakeServer]) -> None:
+    """A small model that skips key_topics/open_questions: accepted as it is, no repair, no failover."""
+    minimal = {"summary": "Release planning.", "action_items": [{"text": "Update the notes"}], "decisions": []}
+    servers[0].script(Reply(200, openai_chat(json.dumps(minimal))))
+    service = build_llm_service(
+        make_settings(llm_provider_order="vllm,offline", vllm_base_url=servers[0].url), Metrics()
+    )
+    outcome = await service.summarize_meeting(SEGMENTS)
+    await service.aclose()
+    assert (outcome.provider, outcome.errors, len(servers[0].requests)) == ("vllm", [], 1)
+    assert outcome.summary.summary == "Release planning."
+    assert outcome.summary.topics == [] and outcome.summary.open_questions == []
+    assert outcome.summary.action_items[0].owner is None
+
+
+async def test_chain_says_where_transcripts_go(caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(vllm_model_id="", openai_api_key="sk-x", anthropic_api_key="ant-x")
+    with caplog.at_level(logging.INFO, logger="services.llm_service"):
+        service = build_llm_service(settings, Metrics())
+    await service.aclose()
+    assert service.describe() == [
+        {"provider": "vllm", "sends_to": "http://localhost:8001/v1/", "leaves_machine": False},
+        {"provider": "openai", "sends_to": "https://api.openai.com/v1/", "leaves_machine": True},
+        {"provider": "anthropic", "sends_to": "https://api.anthropic.com", "leaves_machine": True},
+        {"provider": "offline", "sends_to": None, "leaves_machine": False},
+    ]
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("LLM provider chain")]
+    assert "openai (https://api.openai.com/v1/, transcripts leave this machine)" in line
+    assert "vllm (http://localhost:8001/v1/)" in line and "offline (in this process)" in line
+    assert "sk-x" not in line

@@ -51,7 +51,7 @@ async def test_a_failing_job_is_counted_and_the_worker_keeps_going() -> None:
     orchestrator.submit(InferenceJob("s1", boom))
     orchestrator.submit(InferenceJob("s2", fine))
     await asyncio.wait_for(done.wait(), 5)
-    assert metrics.registry.get_sample_value("meeting_assistant_job_failures_total", {"stage": "job"}) == 1
+    assert metrics.registry.get_sample_value("meeting_assistant_job_failures_total", {"stage": "meeting"}) == 1
     await orchestrator.aclose()
 
 

@@ -2,15 +2,16 @@
 
 Optional install (`nemo_toolkit[asr]`, see requirements-gpu.txt). The model is fetched from
 Hugging Face on first use, so it needs network access (and HF_TOKEN where the repo asks for it).
+
+The meeting is handed to NeMo as an in-memory waveform (`diarize(audio=[array], sample_rate=...)`),
+never as a WAV file: the contract says audio never touches the disk in the clear. One loader
+process (`num_workers=0`) keeps it in this process's memory too.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-import tempfile
-import wave
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,18 +65,11 @@ class NemoBackend:
         self, audio: np.ndarray, min_speakers: int | None = None, max_speakers: int | None = None
     ) -> list[SpeakerTurn]:
         """Turns from Sortformer ("start end speaker" lines); the speaker-count hint is not used."""
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "meeting.wav"
-            pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-            with wave.open(str(path), "wb") as handle:
-                handle.setnchannels(1)
-                handle.setsampwidth(2)
-                handle.setframerate(SAMPLE_RATE)
-                handle.writeframes(pcm.tobytes())
-            try:
-                results = self._model.diarize(audio=[str(path)], batch_size=1)
-            except Exception as exc:  # noqa: BLE001 - CUDA OOM and model errors share no narrower base
-                raise DiarizationError(f"NeMo diarisation failed: {exc}") from exc
+        waveform = np.ascontiguousarray(audio, dtype=np.float32)
+        try:
+            results = self._model.diarize(audio=[waveform], sample_rate=SAMPLE_RATE, batch_size=1, num_workers=0)
+        except Exception as exc:  # noqa: BLE001 - CUDA OOM and model errors share no narrower base
+            raise DiarizationError(f"NeMo diarisation failed: {exc}") from exc
         turns = []
         for line in results[0] if results else []:
             start, end, speaker = str(line).split()[:3]

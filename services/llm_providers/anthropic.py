@@ -25,6 +25,7 @@ class AnthropicProvider:
 
     def __init__(self, client: anthropic.AsyncAnthropic, model: str, *, context_chars: int | None = None) -> None:
         self.context_chars = context_chars
+        self.endpoint = str(client.base_url)
         self._client = client
         self._model = model
 

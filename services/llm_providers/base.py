@@ -66,11 +66,13 @@ class LLMRequest:
 class LLMProvider(Protocol):
     """One LLM backend: one async method plus `aclose()`.
 
-    `context_chars` is how much transcript one call may carry (None: no limit, e.g. offline).
+    `context_chars` is how much transcript one call may carry (None: no limit, e.g. offline);
+    `endpoint` is where the transcript is sent (None: it stays in this process).
     """
 
     name: str
     context_chars: int | None
+    endpoint: str | None
 
     async def complete(self, request: LLMRequest) -> str | dict[str, Any]:
         """Return the raw structured answer (JSON text, or a decoded object).

@@ -20,10 +20,17 @@ class ScriptedProvider:
     """Answers from a script; an exhausted script repeats its last item."""
 
     def __init__(
-        self, name: str, script: Iterable[Scripted], *, context_chars: int | None = 100_000, delay: float = 0.0
+        self,
+        name: str,
+        script: Iterable[Scripted],
+        *,
+        context_chars: int | None = 100_000,
+        delay: float = 0.0,
+        endpoint: str | None = None,
     ) -> None:
         self.name = name
         self.context_chars = context_chars
+        self.endpoint = endpoint
         self.calls: list[LLMRequest] = []
         self.closed = False
         self._script = list(script)

@@ -19,6 +19,8 @@ from services.errors import MalformedLLMOutput
 from services.llm_providers.base import LLMRequest, sdk_error, status_error
 from services.settings import Settings
 
+GEMINI_DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
+
 
 class GeminiProvider:
     """Gemini generateContent with a JSON response schema."""
@@ -26,9 +28,16 @@ class GeminiProvider:
     name = "gemini"
 
     def __init__(
-        self, client: genai.Client, http_client: httpx.AsyncClient, model: str, *, context_chars: int | None = None
+        self,
+        client: genai.Client,
+        http_client: httpx.AsyncClient,
+        model: str,
+        *,
+        context_chars: int | None = None,
+        endpoint: str = GEMINI_DEFAULT_ENDPOINT,
     ) -> None:
         self.context_chars = context_chars
+        self.endpoint = endpoint
         self._client = client
         self._http_client = http_client
         self._model = model
@@ -76,5 +85,9 @@ def build_gemini(settings: Settings) -> GeminiProvider | None:
     )
     client = genai.Client(api_key=settings.google_gemini_api_key.get_secret_value(), http_options=options)
     return GeminiProvider(
-        client, http_client, settings.google_gemini_model_id, context_chars=settings.llm_context_chars
+        client,
+        http_client,
+        settings.google_gemini_model_id,
+        context_chars=settings.llm_context_chars,
+        endpoint=settings.google_gemini_base_url or GEMINI_DEFAULT_ENDPOINT,
     )

@@ -24,6 +24,7 @@ class OfflineProvider:
 
     name = "offline"
     context_chars: int | None = None
+    endpoint: str | None = None  # the transcript never leaves the process
 
     async def complete(self, request: LLMRequest) -> dict[str, Any]:
         """Summarise `request.segments` (run in a thread: long meetings are a few ms of regexes)."""

@@ -3,7 +3,10 @@
 `LLMResponseModel` validates whatever a provider returns; `RESPONSE_SCHEMA` is the same shape
 as a strict JSON schema (every key required, nullable where optional, no extra keys), which is
 what OpenAI-compatible `response_format`, Anthropic `input_schema` and Gemini
-`response_json_schema` all accept.
+`response_json_schema` all accept. Parsing is more lenient than the schema: an answer with the
+contract's required fields (`summary`, `action_items`, `decisions`) is accepted, and missing or
+null optional ones (`key_topics`, `open_questions`) default to empty, because small local models
+served by vLLM often skip them.
 """
 
 from __future__ import annotations
@@ -43,8 +46,13 @@ class LLMResponseModel(BaseModel):
     summary: str = Field(min_length=1)
     action_items: list[ActionItemModel]
     decisions: list[str]
-    key_topics: list[str]
-    open_questions: list[str]
+    key_topics: list[str] = Field(default_factory=list)
+    open_questions: list[str] = Field(default_factory=list)
+
+    @field_validator("key_topics", "open_questions", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
 
     def to_summary(self) -> MeetingSummary:
         return MeetingSummary(

@@ -9,6 +9,7 @@ from services.settings import Settings
 
 _NO_KEYS: dict[str, Any] = {
     "vllm_api_key": None,
+    "vllm_model_id": "test-model",  # no GET /v1/models discovery unless a test asks for it
     "xai_api_key": None,
     "openai_api_key": None,
     "openai_base_url": None,
