@@ -35,9 +35,11 @@ from services.llm_service import LLMService, build_llm_service
 from services.logging_setup import configure_logging
 from services.meeting_store import MeetingStore, refresh_store_metrics
 from services.meetings_api import router as meetings_router
+from services.memory import limit_malloc_arenas
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
+from services.resume import ResumeRegistry
 from services.session import RecordingSession
 from services.settings import Settings, get_settings, unknown_setting_warnings
 from services.sql_meeting_store import connect_meeting_store
@@ -59,6 +61,7 @@ class Services:
     pipeline: MeetingPipeline
     store: MeetingStore
     llm: LLMService
+    resumes: ResumeRegistry
 
 
 @dataclass(slots=True)
@@ -83,6 +86,7 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         logger.warning("AUDIO_ENCRYPTION_KEY is not set: session audio is held in memory unencrypted.")
     store = await connect_meeting_store(settings)  # first: a database that cannot open stops start-up at once
     stack.push_async_callback(store.aclose)  # after the orchestrator drained: finished meetings are stored
+    limit_malloc_arenas()  # before the inference threads start (services/memory.py)
     if settings.asr_cpu_threads:
         # BLAS/OpenMP pools default to one thread per core in every library; with our own
         # executor providing the parallelism, extra spinning threads only burn CPU.
@@ -93,7 +97,7 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         workers=settings.inference_workers,
         batch_size=settings.inference_batch_size,
         metrics=metrics,
-        max_background=settings.max_background_jobs,
+        max_background_audio=settings.max_background_audio_seconds,
     )
     stack.push_async_callback(orchestrator.aclose)
     diarization = await asyncio.to_thread(build_diarization_service, settings, orchestrator.run_model, metrics)
@@ -117,7 +121,12 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         cipher=AudioCipher(key.get_secret_value() if key else None),
         partial_interval=settings.asr_partial_interval,
     )
-    return Services(recognizer.name, orchestrator, diarization, pipeline, store, llm)
+    resumes = ResumeRegistry(
+        settings.resume_grace_seconds,
+        lambda parked: pipeline.finish_unheard(parked.session_id, parked.title, parked.started_at, parked.parts),
+    )
+    stack.callback(resumes.expire_all)  # before the drain: recordings waiting for their client are finished
+    return Services(recognizer.name, orchestrator, diarization, pipeline, store, llm, resumes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -200,7 +209,8 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         await websocket.send_json(server_error("busy"))
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
-    session = RecordingSession(websocket, uuid.uuid4().hex[:12], state.services.pipeline, state.limits)
+    services = state.services
+    session = RecordingSession(websocket, uuid.uuid4().hex[:12], services.pipeline, state.limits, services.resumes)
     logger.info("session %s opened", session.id)
     try:
         await session.run()

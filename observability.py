@@ -151,7 +151,7 @@ class Metrics:
         )
         self.background_jobs_dropped = Counter(
             f"{PREFIX}_background_jobs_dropped_total",
-            "Background jobs not taken because MAX_BACKGROUND_JOBS were already waiting or running.",
+            "Background jobs not taken because those waiting or running held MAX_BACKGROUND_AUDIO_SECONDS of audio.",
             registry=registry,
         )
         self.stored_meetings = Gauge(

@@ -58,3 +58,26 @@ class FrameRateLimiter:
         self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate) - 1
         self._last = now
         return max(0.0, -self._tokens / self._rate)
+
+
+class FramePacer:
+    """Slows a flooding client down instead of dropping its audio, and says when to tell it (once a second).
+
+    While the session waits, its frames stay in the socket and TCP flow control pushes back on the
+    client; other sessions are not affected.
+    """
+
+    def __init__(self, per_second: float) -> None:
+        self._limiter = FrameRateLimiter(per_second)
+        self._told_at = float("-inf")
+
+    def next_frame(self) -> tuple[float, bool]:
+        """Seconds to wait before handling the next frame, and whether to tell the client now."""
+        delay = self._limiter.reserve()
+        if delay <= 0:
+            return 0.0, False
+        now = time.monotonic()
+        tell = now - self._told_at >= 1.0
+        if tell:
+            self._told_at = now
+        return delay, tell

@@ -5,7 +5,7 @@
     ├── ProtocolError           a client sent something the WebSocket contract does not allow
     │   └── SessionStateError   a message that is illegal in the session's current state
     ├── AudioDecryptionError    buffered audio could not be decrypted (wrong AUDIO_ENCRYPTION_KEY)
-    ├── BacklogFullError        too much background work is waiting (MAX_BACKGROUND_JOBS)
+    ├── BacklogFullError        too much background work is waiting (MAX_BACKGROUND_AUDIO_SECONDS)
     ├── ASRError                the speech recogniser failed
     ├── DiarizationError        a diariser failed (the caller falls back to the embedded one)
     ├── LLMError                a provider failed

@@ -61,6 +61,7 @@ class LivePump:
         self._running = False
         self._loop_task: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
+        self._latest: dict[int, TranscriptUpdate] = {}  # each segment as last sent, for a resumed client
 
     @property
     def committed(self) -> list[Segment]:
@@ -70,6 +71,11 @@ class LivePump:
     def start(self) -> None:
         self._running = True
         self._loop_task = asyncio.create_task(self._loop(), name=f"pump-{self._session_id}")
+
+    def listen(self, emit: Emit) -> list[TranscriptUpdate]:
+        """Send later updates to `emit` (a resumed client); returns every segment as last sent."""
+        self._emit = emit
+        return [self._latest[segment_id] for segment_id in sorted(self._latest)]
 
     def notify(self) -> None:
         """New audio is in the buffer."""
@@ -149,6 +155,7 @@ class LivePump:
                 await self._label(update)
                 lag = (self._buffer.samples - self._transcriber.processed_samples) / SAMPLE_RATE
                 self._metrics.processing_lag.observe(lag)
+                self._latest[update.segment_id] = update
                 self._emit(update, lag)
 
     async def _label(self, update: TranscriptUpdate) -> None:

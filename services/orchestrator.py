@@ -8,7 +8,8 @@
 - `submit(job)` queues a whole after-stop job (tail commit, diarisation, summary, hooks).
   `INFERENCE_WORKERS` asyncio workers run them, each taking up to `INFERENCE_BATCH_SIZE` jobs at a
   time, live jobs first; background jobs (clients that left, uploads) hold at most all workers but
-  one, and at most `max_background` of them may wait or run (`BacklogFullError` past that). The
+  one, and together they may hold at most `max_background_audio` seconds of audio (`BacklogFullError`
+  past that, so the memory they hold is bounded). The
   depth is exported as `meeting_assistant_inference_queue_depth{backend=ORCHESTRATOR_BACKEND}`.
 - `drain()` stops taking jobs and lets the queued ones finish (bounded by a timeout); `aclose()`
   stops the workers and the threads. The app lifespan drains before it closes the components the
@@ -59,12 +60,16 @@ class InferenceJob:
     session_id: str
     run: Callable[[], Awaitable[None]]
     priority: Priority = Priority.LIVE
+    audio_seconds: float = 0.0
+    """The recording it finishes: background jobs are bounded by the audio they hold."""
 
 
 class Orchestrator:
     """Owns the inference threads and the job workers; started and stopped by the app lifespan."""
 
-    def __init__(self, *, workers: int, batch_size: int, metrics: Metrics, max_background: int = 16) -> None:
+    def __init__(
+        self, *, workers: int, batch_size: int, metrics: Metrics, max_background_audio: float = 7200.0
+    ) -> None:
         self._workers = workers
         self._batch_size = batch_size
         self._metrics = metrics
@@ -73,7 +78,8 @@ class Orchestrator:
         self._executor = PriorityExecutor(workers + 1)
         self._queues: dict[Priority, deque[InferenceJob]] = {priority: deque() for priority in Priority}
         self._background_slots = max(1, workers - 1)  # one worker stays free for a live meeting's final
-        self._max_background = max_background
+        self._max_background_audio = max_background_audio
+        self._background_audio = 0.0
         self._running_background = 0
         self._unfinished = 0
         self._work_changed = asyncio.Event()  # a job came, or one ended (a background slot may be free)
@@ -118,16 +124,18 @@ class Orchestrator:
 
         Raises:
             RuntimeError: the orchestrator is shutting down.
-            BacklogFullError: a background job while `max_background` are already waiting or running.
+            BacklogFullError: a background job that would take the background audio past its bound.
         """
         if not self._accepting:
             raise RuntimeError("the inference orchestrator is shutting down; no new jobs are taken")
-        if job.priority is Priority.BACKGROUND and self._background_load >= self._max_background:
-            self._metrics.background_jobs_dropped.inc()
-            raise BacklogFullError(
-                f"{self._max_background} background jobs are already waiting (MAX_BACKGROUND_JOBS): "
-                "this one is not taken"
-            )
+        if job.priority is Priority.BACKGROUND:
+            if self._background_audio and self._background_audio + job.audio_seconds > self._max_background_audio:
+                self._metrics.background_jobs_dropped.inc()
+                raise BacklogFullError(
+                    f"background jobs already hold {self._background_audio:.0f} s of audio "
+                    f"(MAX_BACKGROUND_AUDIO_SECONDS={self._max_background_audio:g}): this one is not taken"
+                )
+            self._background_audio += job.audio_seconds
         self._queues[job.priority].append(job)
         self._unfinished += 1
         self._all_done.clear()
@@ -149,7 +157,9 @@ class Orchestrator:
                 await asyncio.gather(*(self._run_job(job) for job in batch))
             finally:
                 for job in batch:
-                    self._running_background -= job.priority is Priority.BACKGROUND
+                    if job.priority is Priority.BACKGROUND:
+                        self._running_background -= 1
+                        self._background_audio -= job.audio_seconds
                     self._unfinished -= 1
                 if self._unfinished == 0:
                     self._all_done.set()

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from observability import Metrics
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
-from services.errors import MeetingAssistantError
+from services.errors import BacklogFullError, MeetingAssistantError
 from services.live_pump import Emit, LivePump
 from services.live_transcriber import LivePolicy, LiveTranscriber
 from services.meeting_store import MeetingStore, record_final, record_start, record_status
+from services.memory import release_free_memory
 from services.orchestrator import InferenceJob, Orchestrator, Urgency
 from services.priority_executor import Priority
 from services.protocol import error_message, final_message, notice
@@ -61,6 +62,10 @@ class SessionParts:
     def detach(self) -> None:
         """Nobody is watching any more: this session's model work goes behind live meetings."""
         self.urgency.level = Priority.BACKGROUND
+
+    def attach(self) -> None:
+        """Somebody is watching again (a resumed session)."""
+        self.urgency.level = Priority.LIVE
 
     def close(self) -> None:
         """Drop the work in flight and the audio (the session is over)."""
@@ -133,7 +138,14 @@ class MeetingPipeline:
         """List the meeting in the store while it records (in the background; a failure is only logged)."""
         parts.listed = asyncio.create_task(record_start(self._store, session_id, title=title, created_at=started_at))
 
-    def submit(self, session_id: str, run: Callable[[], Awaitable[None]], *, background: bool = False) -> None:
+    def submit(
+        self,
+        session_id: str,
+        run: Callable[[], Awaitable[None]],
+        *,
+        background: bool = False,
+        audio_seconds: float = 0.0,
+    ) -> None:
         """Queue an after-stop job; `background` when nobody waits for it on a socket.
 
         Raises:
@@ -142,7 +154,21 @@ class MeetingPipeline:
         """
         self.metrics.jobs_total.labels(stage="meeting").inc()
         priority = Priority.BACKGROUND if background else Priority.LIVE
-        self._orchestrator.submit(InferenceJob(session_id=session_id, run=run, priority=priority))
+        self._orchestrator.submit(InferenceJob(session_id, run, priority, audio_seconds))
+
+    def finish_unheard(self, session_id: str, title: str | None, started_at: float, parts: SessionParts) -> None:
+        """Finish a recording nobody waits for (its client left for good), behind live meetings.
+
+        Never raises: when the server takes no more jobs the recording is dropped with a log line.
+        """
+        recording = FinishedRecording(session_id, title, started_at, time.perf_counter(), parts)
+        parts.detach()
+        try:
+            seconds = parts.buffer.samples / SAMPLE_RATE
+            self.submit(session_id, lambda: self.finish(recording, _nobody), background=True, audio_seconds=seconds)
+        except (RuntimeError, BacklogFullError) as exc:
+            logger.error("session %s (client gone) is not finished: %s", session_id, exc)
+            parts.close()
 
     async def finish(self, recording: FinishedRecording, send: Send) -> dict[str, Any]:
         """Finish a stopped recording and return its `final` message; `send` gets the statuses on the way.
@@ -165,6 +191,7 @@ class MeetingPipeline:
                     await cancel_and_wait(turns)  # unused when there was no speech
         finally:
             parts.close()
+            await self._orchestrator.runner(parts.urgency)(release_free_memory)  # services/memory.py
 
     async def _finish_transcript(self, session_id: str, pump: LivePump, send: Send) -> list[str]:
         """Commit the open tail; the errors it met."""
@@ -255,6 +282,10 @@ class MeetingPipeline:
             self.metrics.job_failures.labels(stage="summary").inc()
         errors.extend(outcome.errors)
         return outcome.summary, outcome.provider
+
+
+def _nobody(message: dict[str, Any]) -> None:
+    """Where the messages of a meeting whose client left go."""
 
 
 async def _timed(timings: dict[str, float], name: str, step: Awaitable[T]) -> T:

@@ -34,6 +34,8 @@ class StartMessage(BaseModel):
     language: str | None = Field(None, max_length=16)
     title: str | None = Field(None, max_length=300)
     token: str | None = Field(None, max_length=512)
+    resume: str | None = Field(None, min_length=1, max_length=64)
+    """The `session_id` of a recording whose socket dropped: carry on with it."""
 
 
 class StopMessage(BaseModel):
@@ -88,6 +90,7 @@ def error_message(code: str, message: str) -> dict[str, Any]:
 
 _NOTICES = {
     "connected": ("recording", 'Connected: send audio, then {{"type": "stop"}}.'),
+    "resumed": ("recording", "Resumed: send the audio from {received_seconds:.3f} s on."),
     "max_length": ("recording", "The maximum session length ({seconds:.0f} s) was reached: finishing the recording."),
     "idle": ("recording", "No audio for {seconds:g} s: finishing the recording."),
     "queued": ("queued", "Recording stopped: waiting for a free worker."),
@@ -106,6 +109,8 @@ _ERRORS = {
     "handshake_timeout": "Nothing arrived within {seconds:g} s of connecting: closing. "
     "Send 'start' or audio right after connecting.",
     "shutting_down": "The server is restarting: this recording could not be finished.",
+    "unknown_session": "There is no recording {session_id!r} to resume (unknown, or already finished): "
+    "send 'start' without 'resume' to begin a new one.",
 }
 
 
@@ -150,4 +155,12 @@ def final_message(record: MeetingRecord, timings: dict[str, float]) -> dict[str,
             "speakers": len({segment.speaker for segment in record.segments if segment.speaker}),
             **{f"{name}_seconds": round(value, 3) for name, value in timings.items()},
         },
+    }
+
+
+def resumed_message(session_id: str, received_seconds: float) -> dict[str, Any]:
+    """The answer to a `start` with `resume`: the client sends the audio after `received_seconds`."""
+    return notice("resumed", session_id, received_seconds=received_seconds) | {
+        "resumed": True,
+        "received_seconds": round(received_seconds, 3),
     }

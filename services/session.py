@@ -1,14 +1,9 @@
-"""One recording session over one WebSocket: the socket, the protocol and the state machine.
+"""One recording session over one WebSocket: the socket, the protocol and the frames.
 
-    CONNECTED --start/audio--> RECORDING --stop/limit--> FINISHING --final--> DONE
-    CONNECTED --stop--> FINISHING
-    CONNECTED, RECORDING, FINISHING --client gone / closed by the server--> DETACHED --job ends--> DONE
-
-FINISHING: stopped, the pipeline finishes the meeting while the client waits for `final`.
-DETACHED: stopped with nobody listening: the meeting is finished in the background, nothing is sent.
-Transitions are checked in `_transition`; the policies behind them are in the README ("Session
-lifecycle policy"). The live work is the pump's (`live_pump.py`), the after-stop job the
-pipeline's (`pipeline.py`): this module only sends what they make.
+Its states and their transitions are in `session_state.py`; the policies behind them in the
+README ("Session lifecycle policy"). The live work is the pump's (`live_pump.py`), the after-stop
+job the pipeline's (`pipeline.py`), a dropped socket's recording waits in `resume.py`: this
+module only sends what they make.
 """
 
 from __future__ import annotations
@@ -18,15 +13,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from enum import Enum
 from typing import Any
 
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.admission import SessionLimits
-from services.audio_intake import FrameRateLimiter, PcmDecoder
-from services.errors import BacklogFullError, ProtocolError, SessionStateError
+from services.audio_intake import FramePacer, PcmDecoder
+from services.errors import ProtocolError, SessionStateError
 from services.outbox import Outbox
 from services.pipeline import FinishedRecording, MeetingPipeline
 from services.protocol import (
@@ -38,8 +32,11 @@ from services.protocol import (
     notice,
     parse_client_text,
     partial_message,
+    resumed_message,
     server_error,
 )
+from services.resume import ParkedRecording, ResumeRegistry
+from services.session_state import LIVE, SessionState, check_transition
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, TranscriptUpdate
 from services.ws_protocol import peer_gone
@@ -47,29 +44,19 @@ from services.ws_protocol import peer_gone
 logger = logging.getLogger(__name__)
 
 
-class SessionState(Enum):
-    CONNECTED = "connected"
-    RECORDING = "recording"
-    FINISHING = "finishing"
-    DETACHED = "detached"
-    DONE = "done"
-
-
-_TRANSITIONS = {
-    SessionState.CONNECTED: {SessionState.RECORDING, SessionState.FINISHING, SessionState.DETACHED},
-    SessionState.RECORDING: {SessionState.FINISHING, SessionState.DETACHED},
-    SessionState.FINISHING: {SessionState.DETACHED, SessionState.DONE},
-    SessionState.DETACHED: {SessionState.DONE},
-    SessionState.DONE: set(),
-}
-_LIVE = {SessionState.CONNECTED, SessionState.RECORDING}
-
-
 class RecordingSession:
     """Drives one WebSocket from accept to close. Call `run()` once, after `accept()`."""
 
-    def __init__(self, websocket: WebSocket, session_id: str, pipeline: MeetingPipeline, limits: SessionLimits) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        session_id: str,
+        pipeline: MeetingPipeline,
+        limits: SessionLimits,
+        resumes: ResumeRegistry | None = None,
+    ) -> None:
         self.id = session_id
+        self._resumes = resumes
         self.state = SessionState.CONNECTED
         self._ws = websocket
         self._pipeline = pipeline
@@ -81,8 +68,7 @@ class RecordingSession:
         self._title: str | None = None
         self._started_at = time.time()
         self._violations = 0
-        self._rate_limiter = FrameRateLimiter(limits.max_frames_per_second)
-        self._rate_warned_at = 0.0
+        self._pacer = FramePacer(limits.max_frames_per_second)
         self._late_audio_noticed = False
         self._opened_at = self._last_audio_at = time.monotonic()
         self._done = asyncio.Event()
@@ -91,6 +77,7 @@ class RecordingSession:
         """Serve the socket until the final is sent or the client goes; never raises."""
         sender = asyncio.create_task(self._send_loop(), name=f"send-{self.id}")
         self._parts.pump.start()
+        self._attach()
         self._outbox.put(notice("connected", self.id))
         close_code: int | None = status.WS_1011_INTERNAL_ERROR
         try:
@@ -143,13 +130,12 @@ class RecordingSession:
 
     async def _leave(self, close_code: int | None, sender: asyncio.Task[None]) -> None:
         """Leave the socket per the session policy (module docstring)."""
-        if self.state in _LIVE:
+        if self.state in LIVE:
             if self._parts.buffer.samples == 0 and close_code != CLOSE_NORMAL:
                 self._transition(SessionState.DETACHED)
                 self._end()  # closed before any audio: there is nothing to finish
             else:
-                reason = "the connection closed before stop" if close_code is None else "closed by the server"
-                self._stop(reason, detached=True)
+                self._let_go(resumable=close_code is None)
         if self.state is SessionState.FINISHING and close_code != CLOSE_NORMAL:
             self._transition(SessionState.DETACHED)
             self._parts.detach()
@@ -199,12 +185,31 @@ class RecordingSession:
             raise SessionStateError(
                 "already_started", "The session has already started; 'start' is only allowed before any audio."
             )
+        if start.resume is not None:
+            self._resume(start.resume)
+        else:
+            self._title = start.title
         self._decoder = PcmDecoder(start.sample_rate)
-        self._title = start.title
         self._transition(SessionState.RECORDING)
 
+    def _resume(self, session_id: str) -> None:
+        """Carry on with a parked recording: its audio, transcript and speakers become this session's."""
+        parked = self._resumes.claim(session_id) if self._resumes is not None else None
+        if parked is None:
+            raise ProtocolError("unknown_session", server_error("unknown_session", session_id=session_id)["message"])
+        self._parts.close()  # the fresh parts this socket started with
+        self._detach()
+        self.id, self._title, self._started_at, self._parts = session_id, parked.title, parked.started_at, parked.parts
+        self._parts.attach()
+        self._attach()
+        received = self._parts.buffer.samples / SAMPLE_RATE
+        self._outbox.put(resumed_message(self.id, received))
+        for update in self._parts.pump.listen(self._emit):  # what the client may have missed
+            self._emit(update, 0.0)
+        logger.info("session %s resumed at %.1f s of audio", self.id, received)
+
     def _on_stop(self) -> None:
-        if self.state not in _LIVE:
+        if self.state not in LIVE:
             raise SessionStateError("already_stopped", "The session is already finishing; the final message follows.")
         self._stop("stop received")
 
@@ -214,7 +219,7 @@ class RecordingSession:
             return CLOSE_TOO_BIG
         if not data:
             return None
-        if self.state not in _LIVE:
+        if self.state not in LIVE:
             self._notice_late_audio()
             return None
         if self.state is SessionState.CONNECTED:
@@ -241,17 +246,11 @@ class RecordingSession:
         self._outbox.put(server_error("audio_after_stop"))
 
     async def _throttle(self) -> None:
-        """Slow a flooding client down instead of dropping its audio.
-
-        While this session waits, its frames stay in the socket and TCP flow control pushes back
-        on the client; other sessions are not affected. The client is told once a second.
-        """
-        delay = self._rate_limiter.reserve()
-        if delay <= 0 or peer_gone(self._ws.scope):  # frames left by a vanished client: nobody to slow down
+        """Pace a flooding client (`FramePacer`); frames a vanished client left are read at once."""
+        delay, tell = self._pacer.next_frame()
+        if delay <= 0 or peer_gone(self._ws.scope):
             return
-        now = time.monotonic()
-        if now - self._rate_warned_at >= 1.0:
-            self._rate_warned_at = now
+        if tell:
             self._metrics.protocol_errors.labels(code="rate_limited").inc()
             self._outbox.put(server_error("rate_limited", rate=self._limits.max_frames_per_second))
         await asyncio.sleep(delay)
@@ -266,20 +265,13 @@ class RecordingSession:
         return None
 
     def _transition(self, target: SessionState) -> None:
-        if target not in _TRANSITIONS[self.state]:
-            raise SessionStateError("invalid_state", f"Cannot go from {self.state.value} to {target.value}.")
-        self.state = target
+        self.state = check_transition(self.state, target)
 
     # --- finishing ----------------------------------------------------------------------------
 
-    def _stop(self, reason: str, *, detached: bool = False) -> None:
-        """The recording is over: hand it to the pipeline, which finishes it in the job queue.
-
-        A `detached` recording (nobody is listening) is finished behind live meetings.
-        """
-        self._transition(SessionState.DETACHED if detached else SessionState.FINISHING)
-        if detached:
-            self._parts.detach()
+    def _stop(self, reason: str) -> None:
+        """The recording is over: hand it to the pipeline, which finishes it in the job queue."""
+        self._transition(SessionState.FINISHING)
         stopped_at = time.perf_counter()
         self._parts.buffer.append(self._decoder.flush())
         self._parts.pump.stop()
@@ -288,13 +280,10 @@ class RecordingSession:
         self._outbox.put(notice("queued", self.id))
         recording = FinishedRecording(self.id, self._title, self._started_at, stopped_at, self._parts)
         try:
-            self._pipeline.submit(self.id, lambda: self._finish(recording), background=detached)
+            self._pipeline.submit(self.id, lambda: self._finish(recording))
         except RuntimeError as exc:  # the server is shutting down and takes no new jobs
             logger.error("session %s could not be finished: %s", self.id, exc)
             self._outbox.put(server_error("shutting_down"))
-            self._end()
-        except BacklogFullError as exc:  # only detached recordings: nobody is left to tell
-            logger.error("session %s (%.1f s of audio, client gone) is not finished: %s", self.id, seconds, exc)
             self._end()
 
     async def _finish(self, recording: FinishedRecording) -> None:
@@ -303,8 +292,38 @@ class RecordingSession:
         finally:
             self._end()
 
-    def _end(self) -> None:
-        self._parts.close()
+    def _let_go(self, *, resumable: bool) -> None:
+        """Nobody reads this socket any more: park the recording for its client to resume
+        (`resume.py`), or have the pipeline finish it unheard, behind live meetings."""
+        self._transition(SessionState.DETACHED)
+        self._parts.buffer.append(self._decoder.flush())
+        self._parts.detach()
+        if resumable and self._resumes is not None and self._resumes.grace_seconds > 0:
+            self._resumes.park(ParkedRecording(self.id, self._title, self._started_at, self._parts))
+        else:
+            self._parts.pump.stop()
+            seconds = self._parts.buffer.samples / SAMPLE_RATE
+            logger.info("session %s stopping: the client is gone (%.1f s of audio)", self.id, seconds)
+            self._pipeline.finish_unheard(self.id, self._title, self._started_at, self._parts)
+        self._end(close_parts=False)  # the recording is the registry's or the pipeline's now
+
+    def _attach(self) -> None:
+        if self._resumes is not None:
+            self._resumes.attach(self.id, self._taken_over)
+
+    def _detach(self) -> None:
+        if self._resumes is not None:
+            self._resumes.detach(self.id, self._taken_over)
+
+    def _taken_over(self) -> None:
+        """A new socket resumes this recording before this one noticed its client is gone."""
+        if self.state in LIVE:
+            self._let_go(resumable=True)
+
+    def _end(self, *, close_parts: bool = True) -> None:
+        self._detach()
+        if close_parts:
+            self._parts.close()
         self._transition(SessionState.DONE)
         self._outbox.close()
         self._done.set()

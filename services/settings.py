@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     ws_handshake_timeout_seconds: float = Field(
         10.0, gt=0, description="A socket that sends no start or audio this long after connecting is closed."
     )
+    resume_grace_seconds: float = Field(
+        30.0, ge=0, description="How long a recording whose socket dropped waits to be resumed (0: finish at once)."
+    )
     session_idle_timeout_seconds: float = Field(
         120.0, gt=0, description="A recording with no audio this long is finished with what it has."
     )
@@ -89,8 +92,8 @@ class Settings(BaseSettings):
     # --- orchestrator -------------------------------------------------------------------------
     inference_workers: int = Field(2, ge=1, le=64)
     inference_batch_size: int = Field(1, ge=1, le=64)
-    max_background_jobs: int = Field(
-        16, ge=1, description="Recordings whose client left (and uploads) that may wait or run at once."
+    max_background_audio_seconds: float = Field(
+        7200.0, gt=0, description="Audio the after-stop jobs nobody waits for (clients that left) may hold at once."
     )
     orchestrator_backend: Literal["asyncio"] = "asyncio"
 

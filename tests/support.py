@@ -29,6 +29,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "llm_provider_order": "offline",
         "meeting_log_path": tmp_path / "meetings.jsonl",
         "data_dir": tmp_path / "data",
+        "resume_grace_seconds": 0,  # a vanished client's recording is finished at once (resume tests set it)
     }
     values.update(overrides)
     return load_settings(**values)

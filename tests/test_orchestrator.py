@@ -105,7 +105,7 @@ def test_the_most_urgent_waiting_call_runs_first() -> None:
 
 async def test_background_jobs_leave_a_worker_for_live_ones_and_their_backlog_is_bounded() -> None:
     metrics = Metrics()
-    orchestrator = Orchestrator(workers=2, batch_size=1, metrics=metrics, max_background=3)
+    orchestrator = Orchestrator(workers=2, batch_size=1, metrics=metrics, max_background_audio=90.0)
     await orchestrator.start()
     gate, started = asyncio.Event(), []
 
@@ -114,9 +114,9 @@ async def test_background_jobs_leave_a_worker_for_live_ones_and_their_backlog_is
         await gate.wait()
 
     for name in ("left-1", "left-2", "left-3"):
-        orchestrator.submit(InferenceJob(name, lambda name=name: job(name), priority=Priority.BACKGROUND))
-    with pytest.raises(BacklogFullError):
-        orchestrator.submit(InferenceJob("left-4", lambda: job("left-4"), priority=Priority.BACKGROUND))
+        orchestrator.submit(InferenceJob(name, lambda name=name: job(name), Priority.BACKGROUND, audio_seconds=30.0))
+    with pytest.raises(BacklogFullError):  # 120 s of audio would pass the 90 s bound
+        orchestrator.submit(InferenceJob("left-4", lambda: job("left-4"), Priority.BACKGROUND, audio_seconds=30.0))
     await asyncio.sleep(0.05)
     assert started == ["left-1"], "background work holds at most all workers but one"
     orchestrator.submit(InferenceJob("live", lambda: job("live")))

@@ -18,7 +18,9 @@ import pytest
 from services.admission import SessionLimits
 from services.fake_recognizer import FakeRecognizer
 from services.pipeline import MeetingPipeline
-from services.session import RecordingSession, SessionState
+from services.resume import ResumeRegistry
+from services.session import RecordingSession
+from services.session_state import SessionState
 from tests.fakes.pipeline import FakeWebSocket, RecordingHook, fake_pipeline, scripted_words
 from tests.support import load_wav
 
@@ -230,3 +232,83 @@ async def test_an_idle_recording_is_finished_with_what_it_has(
     assert any("No audio for 0.5 s" in m["message"] for m in socket.of_type("status"))
     (final,) = socket.of_type("final")
     assert "quarterly numbers" in final["transcript"] and socket.close_code == 1000
+
+
+async def test_a_dropped_client_resumes_its_recording_and_gets_one_final_for_all_of_it(
+    pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
+) -> None:
+    pipeline, hook = pipeline_and_hook
+    resumes = ResumeRegistry(30.0, lambda parked: pytest.fail("the recording was resumed, not expired"))
+    first = FakeWebSocket()
+    session = RecordingSession(first, "drop", pipeline, LIMITS, resumes)  # type: ignore[arg-type]
+    first.json({"type": "start", "title": "Numbers"})
+    first.audio(_pcm(4.5))  # "The quarterly numbers look strong and sales grew in every region."
+    first.disconnect()
+    await session.run()
+    assert len(resumes) == 1 and hook.records == []
+    second = FakeWebSocket()
+    resumed = RecordingSession(second, "other", pipeline, LIMITS, resumes)  # type: ignore[arg-type]
+    second.json({"type": "start", "resume": "drop"})
+    audio = _pcm()
+    second.audio(audio[int(4.5 * 16000) * 2 :])
+    second.json({"type": "stop"})
+    await resumed.run()
+    answer = next(m for m in second.of_type("status") if m.get("resumed"))
+    assert answer["session_id"] == "drop" and answer["received_seconds"] == pytest.approx(4.5, abs=0.01)
+    (final,) = second.of_type("final")
+    assert final["session_id"] == "drop"
+    assert final["metrics"]["audio_seconds"] == pytest.approx(len(audio) / 32000, abs=0.02), "the whole meeting"
+    assert "quarterly numbers" in final["transcript"] and "survey results" in final["transcript"]
+    assert len(hook.records) == 1 and hook.records[0].title == "Numbers"
+
+
+async def test_resuming_an_unknown_session_is_refused_and_a_new_one_can_start(
+    pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
+) -> None:
+    session, socket = _session(pipeline_and_hook[0])
+    socket.json({"type": "start", "resume": "nope"})
+    socket.json({"type": "start"})
+    socket.audio(_pcm(2.0))
+    socket.json({"type": "stop"})
+    await session.run()
+    assert _codes(socket) == ["unknown_session"]
+    assert len(socket.of_type("final")) == 1
+
+
+async def test_a_recording_nobody_resumes_is_finished_after_the_grace(
+    pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
+) -> None:
+    pipeline, hook = pipeline_and_hook
+    resumes = ResumeRegistry(
+        0.2, lambda parked: pipeline.finish_unheard(parked.session_id, parked.title, parked.started_at, parked.parts)
+    )
+    socket = FakeWebSocket()
+    session = RecordingSession(socket, "gone", pipeline, LIMITS, resumes)  # type: ignore[arg-type]
+    socket.audio(_pcm())
+    socket.disconnect()
+    await session.run()
+    await asyncio.wait_for(hook.arrived.wait(), 20)
+    assert "survey results" in hook.records[0].transcript and len(resumes) == 0
+
+
+async def test_a_client_that_reconnects_before_its_old_socket_is_noticed_dead_takes_the_recording_over(
+    pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
+) -> None:
+    pipeline, hook = pipeline_and_hook
+    resumes = ResumeRegistry(30.0, lambda parked: pytest.fail("the recording was resumed, not expired"))
+    old = FakeWebSocket()
+    first = RecordingSession(old, "race", pipeline, LIMITS, resumes)  # type: ignore[arg-type]
+    first_run = asyncio.create_task(first.run())
+    old.audio(_pcm(4.5))
+    await asyncio.sleep(0.1)
+    new = FakeWebSocket()
+    second = RecordingSession(new, "other", pipeline, LIMITS, resumes)  # type: ignore[arg-type]
+    new.json({"type": "start", "resume": "race"})
+    new.audio(_pcm()[int(4.5 * 16000) * 2 :])
+    new.json({"type": "stop"})
+    await second.run()
+    await asyncio.wait_for(first_run, 10)
+    assert old.close_code == 1000 and not old.of_type("final"), "the old socket lets go of the recording"
+    (final,) = new.of_type("final")
+    assert "quarterly numbers" in final["transcript"] and "survey results" in final["transcript"]
+    assert len(hook.records) == 1
