@@ -17,9 +17,12 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import ctranslate2
 import numpy as np
@@ -39,6 +42,7 @@ _DRAFT_PAD_FRAMES = 100
 _DRAFT_TOKENS_PER_SECOND = 5
 _PROMPT_TOKENS = 16  # decoder steps cost ~3 ms each on a CPU core: keep the draft prompt short
 _MAX_FRAMES = 3000
+_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback ladder
 
 
 class SpeechRecognizer(Protocol):
@@ -53,6 +57,55 @@ class SpeechRecognizer(Protocol):
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         """Careful segments with word times, shifted by `offset` seconds."""
         ...
+
+
+# Which live path a model call serves, for the counters: "draft", "careful" (commits while
+# recording) or "stop" (the tail committed at stop), and why a careful pass runs ("window", or a
+# re-decode of a skipped "opening"/"tail", or a forced cut's "cut_context"). Set by the caller
+# around blocking calls on a worker thread; the defaults name an ordinary commit.
+_PATH: ContextVar[str] = ContextVar("asr_path", default="careful")
+_PURPOSE: ContextVar[str] = ContextVar("asr_purpose", default="window")
+
+
+@contextmanager
+def recognition_context(*, path: str | None = None, purpose: str | None = None) -> Iterator[None]:
+    """Label the model calls made inside the block (bounded values, see above)."""
+    tokens = [(var, var.set(value)) for var, value in ((_PATH, path), (_PURPOSE, purpose)) if value is not None]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+class _CountingModel:
+    """The CTranslate2 Whisper model, counting encoder and decoder calls by path.
+
+    faster-whisper calls `generate` once per 30 s window at temperature 0 and again at each
+    rising temperature when the compression-ratio or log-probability test fails: those re-decodes
+    are counted as `fallback` as well as `generate`.
+    """
+
+    def __init__(self, model: Any, metrics: Metrics) -> None:
+        self._model = model
+        self._calls = metrics.asr_model_calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        self._calls.labels(path=_PATH.get(), op="encode").inc()
+        return self._model.encode(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        self._calls.labels(path=_PATH.get(), op="generate").inc()
+        if kwargs.get("sampling_temperature", 0.0) > 0.0:
+            self._calls.labels(path=_PATH.get(), op="fallback").inc()
+        return self._model.generate(*args, **kwargs)
+
+    def align(self, *args: Any, **kwargs: Any) -> Any:
+        self._calls.labels(path=_PATH.get(), op="align").inc()
+        return self._model.align(*args, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,19 +155,35 @@ class WhisperRecognizer:
     """faster-whisper behind the `SpeechRecognizer` protocol."""
 
     def __init__(
-        self, model: WhisperModel, *, name: str, language: str | None, beam_size: int, metrics: Metrics
+        self,
+        model: WhisperModel,
+        *,
+        name: str,
+        language: str | None,
+        beam_size: int,
+        metrics: Metrics,
+        fallbacks: int = len(_TEMPERATURES) - 1,
     ) -> None:
+        if not isinstance(model.model, _CountingModel):
+            model.model = _CountingModel(model.model, metrics)
         self._model = model
         self.name = name
         self.multilingual = model.model.is_multilingual
         self.language = language or (None if self.multilingual else "en")
         self._beam_size = beam_size
+        # Each fallback re-decodes a whole window by sampling `best_of` candidates: far-field audio
+        # fails the log-probability test often, and the re-decodes rarely read better.
+        self._temperatures = _TEMPERATURES[: fallbacks + 1]
         self._metrics = metrics
         self._tokenizer = Tokenizer(
             model.hf_tokenizer, self.multilingual, task="transcribe", language=self.language or "en"
         )
 
     def draft(self, audio: np.ndarray, prompt: str = "") -> str:
+        with recognition_context(path="draft"):
+            return self._draft(audio, prompt)
+
+    def _draft(self, audio: np.ndarray, prompt: str) -> str:
         started = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
         features = self._model.feature_extractor(audio)
@@ -135,8 +204,16 @@ class WhisperRecognizer:
             raise ASRError(f"draft decoding failed: {exc}") from exc
         ids = [token for token in result.sequences_ids[0] if token < self._tokenizer.eot]
         text = trim_self_repetition(self._tokenizer.decode(ids).strip())
-        self._metrics.asr_latency.labels(kind="partial").observe(time.perf_counter() - started)
+        self._account("partial", started, duration)
         return text
+
+    def _account(self, kind: str, started: float, duration: float) -> None:
+        elapsed = time.perf_counter() - started
+        path = _PATH.get()
+        self._metrics.asr_latency.labels(kind=kind).observe(elapsed)
+        self._metrics.asr_model_seconds.labels(path=path).inc(elapsed)
+        self._metrics.asr_audio_seconds.labels(path=path).inc(duration)
+        self._metrics.asr_passes.labels(path=path, purpose=_PURPOSE.get() if kind == "commit" else "window").inc()
 
     def _draft_prompt(self, prompt: str) -> list[int]:
         tokens: list[int] = []
@@ -151,6 +228,7 @@ class WhisperRecognizer:
                 audio,
                 language=self.language,
                 beam_size=self._beam_size,
+                temperature=self._temperatures,
                 initial_prompt=prompt.strip() or None,
                 condition_on_previous_text=False,
                 word_timestamps=True,
@@ -160,7 +238,7 @@ class WhisperRecognizer:
             segments = [_to_segment(piece, offset) for piece in pieces if not _is_hallucination(piece)]
         except RuntimeError as exc:
             raise ASRError(f"transcription failed: {exc}") from exc
-        self._metrics.asr_latency.labels(kind="commit").observe(time.perf_counter() - started)
+        self._account("commit", started, len(audio) / SAMPLE_RATE)
         return [segment for segment in segments if segment.text]
 
 
@@ -256,5 +334,10 @@ def load_recognizer(settings: Settings, metrics: Metrics) -> WhisperRecognizer:
         ) from exc
     logger.info("ASR model %s loaded (device=%s, compute_type=%s)", source.label, device, compute_type)
     return WhisperRecognizer(
-        model, name=source.label, language=settings.asr_language, beam_size=settings.asr_beam_size, metrics=metrics
+        model,
+        name=source.label,
+        language=settings.asr_language,
+        beam_size=settings.asr_beam_size,
+        metrics=metrics,
+        fallbacks=settings.asr_careful_fallbacks,
     )

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.asr_service import SpeechRecognizer
+from observability import Metrics
+from services.asr_service import SpeechRecognizer, recognition_context
 from services.audio_buffer import SecureAudioBuffer
 from services.types import SAMPLE_RATE, Segment, Word
 from services.vad import FRAME_SAMPLES, StreamingVAD
@@ -37,8 +38,11 @@ _HOLDBACK_SECONDS = 1.5
 _MIN_CUT_GAP = 0.15
 _CUT_CONTEXT = int(1.5 * SAMPLE_RATE)
 _PROMPT_CHARS = 200
-_HYSTERESIS = 0.15
+_HYSTERESIS = 4 / 7  # speech goes on while the probability stays above this share of the threshold
 _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to noise words
+# A draft re-decodes its whole utterance, so its cost grows with the utterance: a long one is
+# re-drafted only after new audio of this share of its length (a 6 s utterance every 0.6 s).
+_DRAFT_SPACING = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,7 @@ class LivePolicy:
 
     min_silence: float = 0.5
     commit_silence: float = 1.0
-    commit_window: float = 16.0
+    commit_window: float = 8.0
     max_utterance: float = 8.0
     vad_threshold: float = 0.35
 
@@ -74,8 +78,15 @@ class CommitJob:
 class LiveTranscriber:
     """Streaming ASR state of one session over its `SecureAudioBuffer`."""
 
-    def __init__(self, recognizer: SpeechRecognizer, buffer: SecureAudioBuffer, policy: LivePolicy) -> None:
+    def __init__(
+        self,
+        recognizer: SpeechRecognizer,
+        buffer: SecureAudioBuffer,
+        policy: LivePolicy,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._recognizer = recognizer
+        self._metrics = metrics
         self._buffer = buffer
         self._vad = StreamingVAD()
         self._threshold = policy.vad_threshold
@@ -91,6 +102,7 @@ class LiveTranscriber:
         self._drafts: dict[int, Segment] = {}  # the latest draft of each pending segment id
         self._draft_id: int | None = None  # id of the utterance being drafted
         self._drafted_until = 0
+        self._drafted_at = 0  # buffer length at the last draft
         self._head_retry_at = 0
         self._cut_at = -1  # where the last forced cut fell (a window starting there starts mid-phrase)
         self._staged: CommitJob | None = None  # scheduled by `advance`, not yet taken
@@ -131,9 +143,10 @@ class LiveTranscriber:
         if self._in_flight is not None:
             raise RuntimeError("finish() while a careful pass is in flight: apply it first")
         updates = []
-        if (job := self.take_commit()) is not None:
-            updates += self.apply_commit(job, self.transcribe_commit(job))
-        return updates + self._step(final=True)
+        with recognition_context(path="stop"):
+            if (job := self.take_commit()) is not None:
+                updates += self.apply_commit(job, self.transcribe_commit(job))
+            return updates + self._step(final=True)
 
     def _step(self, *, final: bool) -> list[TranscriptUpdate]:
         now = self._buffer.samples
@@ -173,8 +186,10 @@ class LiveTranscriber:
             return self._commit_head(start, now, not_before=draft_start)
         if last <= self._drafted_until or last - utterance[0] < _MIN_DRAFT_SPEECH:
             return []  # nothing new was said since the last draft: it still stands
-        self._drafted_until = last
-        return self._draft(draft_start, now)
+        if now - self._drafted_at < (now - draft_start) * _DRAFT_SPACING:
+            return []
+        self._drafted_until, self._drafted_at = last, now
+        return self._draft(draft_start, now, onset=utterance[0])
 
     def _speech_span(self, since: int, vad_end: int) -> tuple[int, int] | None:
         """First and last speech sample after `since`, by the VAD, or None."""
@@ -183,7 +198,7 @@ class LiveTranscriber:
         onsets = np.flatnonzero(probabilities >= self._threshold)
         if onsets.size == 0:
             return None
-        continuing = np.flatnonzero(probabilities >= self._threshold - _HYSTERESIS)
+        continuing = np.flatnonzero(probabilities >= self._threshold * _HYSTERESIS)
         first = max(since, (first_frame + int(onsets[0])) * FRAME_SAMPLES)
         last = min(vad_end, (first_frame + int(continuing[-1]) + 1) * FRAME_SAMPLES)
         return first, last
@@ -191,11 +206,13 @@ class LiveTranscriber:
     def _prompt(self) -> str:
         return " ".join(segment.text for segment in self.committed[-4:])[-_PROMPT_CHARS:]
 
-    def _draft(self, start: int, end: int) -> list[TranscriptUpdate]:
+    def _draft(self, start: int, end: int, onset: int) -> list[TranscriptUpdate]:
         text = self._recognizer.draft(self._buffer.read(start, end), self._prompt())
         if not text and self._draft_id is None:
             return []
         if self._draft_id is None:
+            if self._metrics is not None:  # how late the utterance's first words show, in audio time
+                self._metrics.vad_onset_delay.observe((self._buffer.samples - onset) / SAMPLE_RATE)
             self._draft_id = self._new_id()
             self._pending.append((self._draft_id, start / SAMPLE_RATE))
         segment = Segment(start=start / SAMPLE_RATE, end=end / SAMPLE_RATE, text=text)
@@ -220,10 +237,12 @@ class LiveTranscriber:
             return segments
         opening = int(segments[0].start * SAMPLE_RATE)
         if self._skipped_speech(start, opening):
-            segments = self._transcribe(start, opening, self._prompt()) + segments
+            with recognition_context(purpose="opening"):
+                segments = self._transcribe(start, opening, self._prompt()) + segments
         covered = int(segments[-1].end * SAMPLE_RATE)
         if whole and self._skipped_speech(covered, end):
-            segments += self._transcribe(covered, end, " ".join(s.text for s in segments)[-_PROMPT_CHARS:])
+            with recognition_context(purpose="tail"):
+                segments += self._transcribe(covered, end, " ".join(s.text for s in segments)[-_PROMPT_CHARS:])
         return segments
 
     def _transcribe_after_cut(self, start: int, end: int) -> list[Segment]:
@@ -235,7 +254,8 @@ class LiveTranscriber:
         if start != self._cut_at:
             return self._transcribe(start, end, self._prompt())
         context = max(0, start - _CUT_CONTEXT)
-        segments = self._transcribe(context, end, "")
+        with recognition_context(purpose="cut_context"):
+            segments = self._transcribe(context, end, "")
         cut = start / SAMPLE_RATE
         last_committed = _key(self.committed[-1].words[-1].text) if self.committed and self.committed[-1].words else ""
         kept: list[Segment] = []

@@ -78,7 +78,7 @@ class MeetingPipeline:
         return SecureAudioBuffer(self._cipher)
 
     def new_transcriber(self, buffer: SecureAudioBuffer) -> LiveTranscriber:
-        return LiveTranscriber(self.recognizer, buffer, self._live_policy)
+        return LiveTranscriber(self.recognizer, buffer, self._live_policy, self.metrics)
 
     def new_session_speakers(self, session_id: str) -> SessionSpeakers | None:
         return self.diarization.session_speakers(session_id) if self.diarization is not None else None
