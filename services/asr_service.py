@@ -179,6 +179,11 @@ class WhisperRecognizer:
             model.hf_tokenizer, self.multilingual, task="transcribe", language=self.language or "en"
         )
 
+    @property
+    def model(self) -> WhisperModel:
+        """The underlying faster-whisper model (benchmarks compare against it bare)."""
+        return self._model
+
     def draft(self, audio: np.ndarray, prompt: str = "") -> str:
         with recognition_context(path="draft"):
             return self._draft(audio, prompt)
