@@ -7,8 +7,8 @@ renders the five meeting scripts of tests/fixtures/meetings with espeak-ng (four
 between turns; needs espeak-ng and sox) and adds the two scripted fixtures: about 840 words.
 Each recording is fed to `LiveTranscriber` in steps of `--step` seconds of audio, as fast as the
 CPU allows (the same calls the server makes, without the real-time wait), then finished; the
-committed text is scored against the script, beside bare `WhisperModel.transcribe` (beam 5) on
-the whole file. CPU seconds are this process's, per audio second.
+committed text is scored against the script, beside bare `WhisperModel.transcribe` at its defaults
+(beam 5, the whole temperature ladder) on the whole file. CPU seconds are this process's, per audio second.
 """
 
 from __future__ import annotations
