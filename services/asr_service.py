@@ -17,12 +17,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import ctranslate2
 import numpy as np
@@ -31,6 +28,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_ctranslate2_storage
 
 from observability import Metrics
+from services.asr_counters import CountingModel, current_path, current_purpose, recognition_context
 from services.errors import ASRError, ConfigurationError
 from services.settings import Settings
 from services.types import SAMPLE_RATE, Segment, Word
@@ -57,55 +55,6 @@ class SpeechRecognizer(Protocol):
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         """Careful segments with word times, shifted by `offset` seconds."""
         ...
-
-
-# Which live path a model call serves, for the counters: "draft", "careful" (commits while
-# recording) or "stop" (the tail committed at stop), and why a careful pass runs ("window", or a
-# re-decode of a skipped "opening"/"tail", or a forced cut's "cut_context"). Set by the caller
-# around blocking calls on a worker thread; the defaults name an ordinary commit.
-_PATH: ContextVar[str] = ContextVar("asr_path", default="careful")
-_PURPOSE: ContextVar[str] = ContextVar("asr_purpose", default="window")
-
-
-@contextmanager
-def recognition_context(*, path: str | None = None, purpose: str | None = None) -> Iterator[None]:
-    """Label the model calls made inside the block (bounded values, see above)."""
-    tokens = [(var, var.set(value)) for var, value in ((_PATH, path), (_PURPOSE, purpose)) if value is not None]
-    try:
-        yield
-    finally:
-        for var, token in reversed(tokens):
-            var.reset(token)
-
-
-class _CountingModel:
-    """The CTranslate2 Whisper model, counting encoder and decoder calls by path.
-
-    faster-whisper calls `generate` once per 30 s window at temperature 0 and again at each
-    rising temperature when the compression-ratio or log-probability test fails: those re-decodes
-    are counted as `fallback` as well as `generate`.
-    """
-
-    def __init__(self, model: Any, metrics: Metrics) -> None:
-        self._model = model
-        self._calls = metrics.asr_model_calls
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-    def encode(self, *args: Any, **kwargs: Any) -> Any:
-        self._calls.labels(path=_PATH.get(), op="encode").inc()
-        return self._model.encode(*args, **kwargs)
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        self._calls.labels(path=_PATH.get(), op="generate").inc()
-        if kwargs.get("sampling_temperature", 0.0) > 0.0:
-            self._calls.labels(path=_PATH.get(), op="fallback").inc()
-        return self._model.generate(*args, **kwargs)
-
-    def align(self, *args: Any, **kwargs: Any) -> Any:
-        self._calls.labels(path=_PATH.get(), op="align").inc()
-        return self._model.align(*args, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +113,8 @@ class WhisperRecognizer:
         metrics: Metrics,
         fallbacks: int = len(_TEMPERATURES) - 1,
     ) -> None:
-        if not isinstance(model.model, _CountingModel):
-            model.model = _CountingModel(model.model, metrics)
+        if not isinstance(model.model, CountingModel):
+            model.model = CountingModel(model.model, metrics)
         self._model = model
         self.name = name
         self.multilingual = model.model.is_multilingual
@@ -214,11 +163,11 @@ class WhisperRecognizer:
 
     def _account(self, kind: str, started: float, duration: float) -> None:
         elapsed = time.perf_counter() - started
-        path = _PATH.get()
+        path = current_path()
         self._metrics.asr_latency.labels(kind=kind).observe(elapsed)
         self._metrics.asr_model_seconds.labels(path=path).inc(elapsed)
         self._metrics.asr_audio_seconds.labels(path=path).inc(duration)
-        self._metrics.asr_passes.labels(path=path, purpose=_PURPOSE.get() if kind == "commit" else "window").inc()
+        self._metrics.asr_passes.labels(path=path, purpose=current_purpose() if kind == "commit" else "window").inc()
 
     def _draft_prompt(self, prompt: str) -> list[int]:
         tokens: list[int] = []

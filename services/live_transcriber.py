@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from observability import Metrics
-from services.asr_service import SpeechRecognizer, recognition_context
+from services.asr_counters import recognition_context
+from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
 from services.types import SAMPLE_RATE, Segment, Word
 from services.vad import FRAME_SAMPLES, StreamingVAD
