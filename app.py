@@ -30,7 +30,7 @@ from services.audio_buffer import AudioCipher
 from services.auth import accepted_subprotocol
 from services.diarization import DiarizationService, build_diarization_service
 from services.errors import ConfigurationError
-from services.live_transcriber import LivePolicy
+from services.live_policy import LivePolicy
 from services.llm_service import LLMService, build_llm_service
 from services.logging_setup import configure_logging
 from services.meeting_store import MeetingStore, refresh_store_metrics

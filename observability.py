@@ -160,6 +160,30 @@ class Metrics:
             ["status"],
             registry=registry,
         )
+        self.asr_model_calls = Counter(
+            f"{PREFIX}_asr_model_calls_total",
+            "Whisper model calls by path (draft, careful, stop) and op (encode, generate, fallback, align).",
+            ["path", "op"],
+            registry=registry,
+        )
+        self.asr_passes = Counter(
+            f"{PREFIX}_asr_passes_total",
+            "Recogniser passes by path and purpose (window, opening, tail, cut_context).",
+            ["path", "purpose"],
+            registry=registry,
+        )
+        self.asr_audio_seconds = Counter(
+            f"{PREFIX}_asr_audio_seconds_total", "Seconds of audio decoded, by path.", ["path"], registry=registry
+        )
+        self.asr_model_seconds = Counter(
+            f"{PREFIX}_asr_model_seconds_total", "Seconds spent in model calls, by path.", ["path"], registry=registry
+        )
+        self.vad_onset_delay = Histogram(
+            f"{PREFIX}_vad_onset_delay_seconds",
+            "Audio seconds from an utterance's speech onset to its first draft being decoded.",
+            buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
+            registry=registry,
+        )
         self.queue_depth.labels(backend=backend_label).set(0)
         for stage in STAGES:
             self.jobs_total.labels(stage=stage)

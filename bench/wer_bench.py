@@ -7,8 +7,8 @@ renders the five meeting scripts of tests/fixtures/meetings with espeak-ng (four
 between turns; needs espeak-ng and sox) and adds the two scripted fixtures: about 840 words.
 Each recording is fed to `LiveTranscriber` in steps of `--step` seconds of audio, as fast as the
 CPU allows (the same calls the server makes, without the real-time wait), then finished; the
-committed text is scored against the script, beside bare `WhisperModel.transcribe` (beam 5) on
-the whole file. CPU seconds are this process's, per audio second.
+committed text is scored against the script, beside bare `WhisperModel.transcribe` at its defaults
+(beam 5, the whole temperature ladder) on the whole file. CPU seconds are this process's, per audio second.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from observability import Metrics  # noqa: E402
 from services.asr_service import WhisperRecognizer, load_recognizer  # noqa: E402
 from services.audio_buffer import AudioCipher, SecureAudioBuffer  # noqa: E402
-from services.live_transcriber import LivePolicy, LiveTranscriber  # noqa: E402
+from services.live_policy import LivePolicy  # noqa: E402
+from services.live_transcriber import LiveTranscriber  # noqa: E402
 from services.settings import load_settings  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -87,6 +88,7 @@ def main() -> None:
     ctranslate2.set_random_seed(0)  # Whisper falls back to sampling on hard windows: make runs repeatable
     settings = load_settings(_env_file=None)
     recognizer = load_recognizer(settings, Metrics())
+    bare = recognizer.model
     policy = LivePolicy.from_settings(settings)
     print(f"live policy: {policy}\n")
     totals = {"live": [0.0, 0.0], "bare": [0.0, 0.0]}
@@ -105,8 +107,9 @@ def main() -> None:
                 started = time.process_time()
                 if name == "live":
                     text = live_text(recognizer, pcm, policy, args.step)
-                else:
-                    text = " ".join(s.text for s in recognizer.transcribe(pcm.astype(np.float32) / 32768, 0.0))
+                else:  # bare faster-whisper: its defaults (beam 5, the whole temperature ladder)
+                    pieces, _ = bare.transcribe(pcm.astype(np.float32) / 32768, beam_size=5)
+                    text = " ".join(piece.text for piece in pieces)
                 row[name] = jiwer.wer(reference, normalise(text))
                 totals[name][0] += row[name] * count
                 totals[name][1] += time.process_time() - started

@@ -28,6 +28,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_ctranslate2_storage
 
 from observability import Metrics
+from services.asr_counters import CountingModel, current_path, current_purpose, recognition_context
 from services.errors import ASRError, ConfigurationError
 from services.settings import Settings
 from services.types import SAMPLE_RATE, Segment, Word
@@ -39,6 +40,7 @@ _DRAFT_PAD_FRAMES = 100
 _DRAFT_TOKENS_PER_SECOND = 5
 _PROMPT_TOKENS = 16  # decoder steps cost ~3 ms each on a CPU core: keep the draft prompt short
 _MAX_FRAMES = 3000
+_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback ladder
 
 
 class SpeechRecognizer(Protocol):
@@ -102,19 +104,40 @@ class WhisperRecognizer:
     """faster-whisper behind the `SpeechRecognizer` protocol."""
 
     def __init__(
-        self, model: WhisperModel, *, name: str, language: str | None, beam_size: int, metrics: Metrics
+        self,
+        model: WhisperModel,
+        *,
+        name: str,
+        language: str | None,
+        beam_size: int,
+        metrics: Metrics,
+        fallbacks: int = len(_TEMPERATURES) - 1,
     ) -> None:
+        if not isinstance(model.model, CountingModel):
+            model.model = CountingModel(model.model, metrics)
         self._model = model
         self.name = name
         self.multilingual = model.model.is_multilingual
         self.language = language or (None if self.multilingual else "en")
         self._beam_size = beam_size
+        # Each fallback re-decodes a whole window by sampling `best_of` candidates: far-field audio
+        # fails the log-probability test often, and the re-decodes rarely read better.
+        self._temperatures = _TEMPERATURES[: fallbacks + 1]
         self._metrics = metrics
         self._tokenizer = Tokenizer(
             model.hf_tokenizer, self.multilingual, task="transcribe", language=self.language or "en"
         )
 
+    @property
+    def model(self) -> WhisperModel:
+        """The underlying faster-whisper model (benchmarks compare against it bare)."""
+        return self._model
+
     def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
+        with recognition_context(path="draft"):
+            return self._draft(audio, prompt)
+
+    def _draft(self, audio: np.ndarray, prompt: str) -> str:
         started = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
         features = self._model.feature_extractor(audio)
@@ -135,8 +158,16 @@ class WhisperRecognizer:
             raise ASRError(f"draft decoding failed: {exc}") from exc
         ids = [token for token in result.sequences_ids[0] if token < self._tokenizer.eot]
         text = trim_self_repetition(self._tokenizer.decode(ids).strip())
-        self._metrics.asr_latency.labels(kind="partial").observe(time.perf_counter() - started)
+        self._account("partial", started, duration)
         return text
+
+    def _account(self, kind: str, started: float, duration: float) -> None:
+        elapsed = time.perf_counter() - started
+        path = current_path()
+        self._metrics.asr_latency.labels(kind=kind).observe(elapsed)
+        self._metrics.asr_model_seconds.labels(path=path).inc(elapsed)
+        self._metrics.asr_audio_seconds.labels(path=path).inc(duration)
+        self._metrics.asr_passes.labels(path=path, purpose=current_purpose() if kind == "commit" else "window").inc()
 
     def _draft_prompt(self, prompt: str) -> list[int]:
         tokens: list[int] = []
@@ -151,6 +182,7 @@ class WhisperRecognizer:
                 audio,
                 language=self.language,
                 beam_size=self._beam_size,
+                temperature=self._temperatures,
                 initial_prompt=prompt.strip() or None,
                 condition_on_previous_text=False,
                 word_timestamps=True,
@@ -160,7 +192,7 @@ class WhisperRecognizer:
             segments = [_to_segment(piece, offset) for piece in pieces if not _is_hallucination(piece)]
         except RuntimeError as exc:
             raise ASRError(f"transcription failed: {exc}") from exc
-        self._metrics.asr_latency.labels(kind="commit").observe(time.perf_counter() - started)
+        self._account("commit", started, len(audio) / SAMPLE_RATE)
         return [segment for segment in segments if segment.text]
 
 
@@ -256,5 +288,10 @@ def load_recognizer(settings: Settings, metrics: Metrics) -> WhisperRecognizer:
         ) from exc
     logger.info("ASR model %s loaded (device=%s, compute_type=%s)", source.label, device, compute_type)
     return WhisperRecognizer(
-        model, name=source.label, language=settings.asr_language, beam_size=settings.asr_beam_size, metrics=metrics
+        model,
+        name=source.label,
+        language=settings.asr_language,
+        beam_size=settings.asr_beam_size,
+        metrics=metrics,
+        fallbacks=settings.asr_careful_fallbacks,
     )

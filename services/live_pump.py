@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 from observability import Metrics
 from services.audio_buffer import SecureAudioBuffer
-from services.live_transcriber import CommitJob, LiveTranscriber
+from services.live_policy import CommitJob
+from services.live_transcriber import LiveTranscriber
 from services.orchestrator import ModelRunner
 from services.session_speakers import SessionSpeakers
 from services.types import SAMPLE_RATE, Segment, TranscriptUpdate

@@ -22,63 +22,41 @@ flickers. All methods block (model work): call them on the inference executor, o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from observability import Metrics
+from services.asr_counters import recognition_context
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
-from services.settings import Settings
+from services.live_policy import CommitJob, LivePolicy
+from services.transcript_words import cut_index, deal_words, empty_segment, segment_of, word_key
 from services.types import SAMPLE_RATE, Segment, TranscriptUpdate, Word
 from services.vad import FRAME_SAMPLES, StreamingVAD
 
 _PRE_ROLL = int(0.2 * SAMPLE_RATE)
 _POST_ROLL = int(0.3 * SAMPLE_RATE)
 _HOLDBACK_SECONDS = 1.5
-_MIN_CUT_GAP = 0.15
 _CUT_CONTEXT = int(1.5 * SAMPLE_RATE)
 _PROMPT_CHARS = 200
-_HYSTERESIS = 0.15
+_HYSTERESIS = 4 / 7  # speech goes on while the probability stays above this share of the threshold
 _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to noise words
-
-
-@dataclass(frozen=True, slots=True)
-class LivePolicy:
-    """Timing of the live policy, in seconds (from the ASR_* settings)."""
-
-    min_silence: float = 0.5
-    commit_silence: float = 1.0
-    commit_window: float = 16.0
-    max_utterance: float = 8.0
-    vad_threshold: float = 0.35
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LivePolicy:
-        """The live transcription timing the ASR_* settings ask for."""
-        return cls(
-            min_silence=settings.asr_min_silence_seconds,
-            commit_silence=settings.asr_commit_silence_seconds,
-            commit_window=settings.asr_commit_window_seconds,
-            max_utterance=settings.asr_max_utterance_seconds,
-            vad_threshold=settings.asr_vad_threshold,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class CommitJob:
-    """A careful pass over [start, end) samples that replaces the drafts shown for that audio."""
-
-    start: int
-    end: int
-    pending: tuple[tuple[int, float], ...]  # (segment id, start time) of the drafts it replaces
-    drafts: dict[int, Segment]  # their latest text, which stands in if the careful pass fails
+# A draft re-decodes its whole utterance, so its cost grows with the utterance: a long one is
+# re-drafted only after new audio of this share of its length (a 6 s utterance every 0.6 s).
+_DRAFT_SPACING = 0.1
 
 
 class LiveTranscriber:
     """Streaming ASR state of one session over its `SecureAudioBuffer`."""
 
-    def __init__(self, recognizer: SpeechRecognizer, buffer: SecureAudioBuffer, policy: LivePolicy) -> None:
+    def __init__(
+        self,
+        recognizer: SpeechRecognizer,
+        buffer: SecureAudioBuffer,
+        policy: LivePolicy,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._recognizer = recognizer
+        self._metrics = metrics
         self._buffer = buffer
         self._vad = StreamingVAD()
         self._threshold = policy.vad_threshold
@@ -94,6 +72,7 @@ class LiveTranscriber:
         self._drafts: dict[int, Segment] = {}  # the latest draft of each pending segment id
         self._draft_id: int | None = None  # id of the utterance being drafted
         self._drafted_until = 0
+        self._drafted_at = 0  # buffer length at the last draft
         self._head_retry_at = 0
         self._cut_at = -1  # where the last forced cut fell (a window starting there starts mid-phrase)
         self._staged: CommitJob | None = None  # scheduled by `advance`, not yet taken
@@ -134,9 +113,10 @@ class LiveTranscriber:
         if self._in_flight is not None:
             raise RuntimeError("finish() while a careful pass is in flight: apply it first")
         updates = []
-        if (job := self.take_commit()) is not None:
-            updates += self.apply_commit(job, self.transcribe_commit(job))
-        return updates + self._step(final=True)
+        with recognition_context(path="stop"):
+            if (job := self.take_commit()) is not None:
+                updates += self.apply_commit(job, self.transcribe_commit(job))
+            return updates + self._step(final=True)
 
     def _step(self, *, final: bool) -> list[TranscriptUpdate]:
         now = self._buffer.samples
@@ -176,8 +156,10 @@ class LiveTranscriber:
             return self._commit_head(start, now, not_before=draft_start)
         if last <= self._drafted_until or last - utterance[0] < _MIN_DRAFT_SPEECH:
             return []  # nothing new was said since the last draft: it still stands
-        self._drafted_until = last
-        return self._draft(draft_start, now)
+        if now - self._drafted_at < (now - draft_start) * _DRAFT_SPACING:
+            return []
+        self._drafted_until, self._drafted_at = last, now
+        return self._draft(draft_start, now, onset=utterance[0])
 
     def _speech_span(self, since: int, vad_end: int) -> tuple[int, int] | None:
         """First and last speech sample after `since`, by the VAD, or None."""
@@ -186,7 +168,7 @@ class LiveTranscriber:
         onsets = np.flatnonzero(probabilities >= self._threshold)
         if onsets.size == 0:
             return None
-        continuing = np.flatnonzero(probabilities >= self._threshold - _HYSTERESIS)
+        continuing = np.flatnonzero(probabilities >= self._threshold * _HYSTERESIS)
         first = max(since, (first_frame + int(onsets[0])) * FRAME_SAMPLES)
         last = min(vad_end, (first_frame + int(continuing[-1]) + 1) * FRAME_SAMPLES)
         return first, last
@@ -194,11 +176,13 @@ class LiveTranscriber:
     def _prompt(self) -> str:
         return " ".join(segment.text for segment in self.committed[-4:])[-_PROMPT_CHARS:]
 
-    def _draft(self, start: int, end: int) -> list[TranscriptUpdate]:
+    def _draft(self, start: int, end: int, onset: int) -> list[TranscriptUpdate]:
         text = self._recognizer.draft(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
         if not text and self._draft_id is None:
             return []
         if self._draft_id is None:
+            if self._metrics is not None:  # how late the utterance's first words show, in audio time
+                self._metrics.vad_onset_delay.observe((self._buffer.samples - onset) / SAMPLE_RATE)
             self._draft_id = self._new_id()
             self._pending.append((self._draft_id, start / SAMPLE_RATE))
         segment = Segment(start=start / SAMPLE_RATE, end=end / SAMPLE_RATE, text=text)
@@ -223,10 +207,12 @@ class LiveTranscriber:
             return segments
         opening = int(segments[0].start * SAMPLE_RATE)
         if self._skipped_speech(start, opening):
-            segments = self._transcribe(start, opening, self._prompt()) + segments
+            with recognition_context(purpose="opening"):
+                segments = self._transcribe(start, opening, self._prompt()) + segments
         covered = int(segments[-1].end * SAMPLE_RATE)
         if whole and self._skipped_speech(covered, end):
-            segments += self._transcribe(covered, end, " ".join(s.text for s in segments)[-_PROMPT_CHARS:])
+            with recognition_context(purpose="tail"):
+                segments += self._transcribe(covered, end, " ".join(s.text for s in segments)[-_PROMPT_CHARS:])
         return segments
 
     def _transcribe_after_cut(self, start: int, end: int) -> list[Segment]:
@@ -238,16 +224,19 @@ class LiveTranscriber:
         if start != self._cut_at:
             return self._transcribe(start, end, self._prompt())
         context = max(0, start - _CUT_CONTEXT)
-        segments = self._transcribe(context, end, "")
+        with recognition_context(purpose="cut_context"):
+            segments = self._transcribe(context, end, "")
         cut = start / SAMPLE_RATE
-        last_committed = _key(self.committed[-1].words[-1].text) if self.committed and self.committed[-1].words else ""
+        last_committed = (
+            word_key(self.committed[-1].words[-1].text) if self.committed and self.committed[-1].words else ""
+        )
         kept: list[Segment] = []
         for segment in segments:
             words = [word for word in segment.words if word.end > cut]
-            if not kept and words and words[0].start < cut and _key(words[0].text) == last_committed:
+            if not kept and words and words[0].start < cut and word_key(words[0].text) == last_committed:
                 words = words[1:]  # the committed head's last word, heard again across the cut
             if words:
-                kept.append(_segment_of(words))
+                kept.append(segment_of(words))
         return kept
 
     def _transcribe(self, start: int, end: int, prompt: str) -> list[Segment]:
@@ -268,15 +257,15 @@ class LiveTranscriber:
         segments = self._careful(start, end, whole=False)
         words = [word for segment in segments for word in segment.words]
         latest = end / SAMPLE_RATE - _HOLDBACK_SECONDS
-        cut = _cut_index(words, not_before / SAMPLE_RATE, latest)
+        cut = cut_index(words, not_before / SAMPLE_RATE, latest)
         if cut is None:
-            cut = _cut_index(words, 0.0, latest)
+            cut = cut_index(words, 0.0, latest)
         if cut is None:  # nothing settled yet: let more audio come before paying for this again
             self._head_retry_at = end + self._max_utterance // 2
             return []
         head, tail = words[: cut + 1], words[cut + 1 :]
         boundary = int((head[-1].end + tail[0].start) / 2 * SAMPLE_RATE)
-        updates = self._settle(self._stage(start, max(start, min(end, boundary))), [_segment_of(head)])
+        updates = self._settle(self._stage(start, max(start, min(end, boundary))), [segment_of(head)])
         self._cut_at = self._commit_start
         updates += self._draft_from_words(tail)
         return updates
@@ -284,7 +273,7 @@ class LiveTranscriber:
     def _draft_from_words(self, words: list[Word]) -> list[TranscriptUpdate]:
         self._draft_id = self._new_id()
         self._pending.append((self._draft_id, words[0].start))
-        self._drafts[self._draft_id] = _segment_of(words)
+        self._drafts[self._draft_id] = segment_of(words)
         return [TranscriptUpdate(self._draft_id, self._drafts[self._draft_id], committed=False)]
 
     def _stage(self, start: int, end: int) -> CommitJob:
@@ -306,9 +295,9 @@ class LiveTranscriber:
         """
         ids = [segment_id for segment_id, _ in job.pending]
         if segments is None or (not segments and ids and self._skipped_speech(job.start, job.end)):
-            pieces = [job.drafts.get(segment_id) or _empty() for segment_id in ids]
+            pieces = [job.drafts.get(segment_id) or empty_segment() for segment_id in ids]
         elif ids:
-            pieces = _deal_words(segments, [start for _, start in job.pending])
+            pieces = deal_words(segments, [start for _, start in job.pending])
         else:
             pieces, ids = segments, [self._new_id() for _ in segments]
         updates = []
@@ -321,44 +310,3 @@ class LiveTranscriber:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
-
-
-def _cut_index(words: list[Word], earliest_end: float, latest_end: float) -> int | None:
-    """Index of the word after which to cut: the widest gap among words ending in the given span.
-
-    Among gaps of `_MIN_CUT_GAP` or more the latest wins (the shortest tail stays open); the tail
-    is decoded again without the audio before the cut, so cutting at a real pause matters.
-    """
-    candidates = [i for i, word in enumerate(words[:-1]) if earliest_end <= word.end <= latest_end]
-    if not candidates:
-        return None
-    pauses = [i for i in candidates if words[i + 1].start - words[i].end >= _MIN_CUT_GAP]
-    if pauses:
-        return pauses[-1]
-    return max(candidates, key=lambda i: (round(words[i + 1].start - words[i].end, 2), i))
-
-
-def _deal_words(segments: list[Segment], starts: list[float]) -> list[Segment]:
-    """Split the words of `segments` at the utterance start times `starts` (one piece per start)."""
-    words = [word for segment in segments for word in segment.words]
-    pieces: list[list[Word]] = [[] for _ in starts]
-    for word in words:
-        middle = (word.start + word.end) / 2
-        index = max(0, sum(1 for start in starts if start <= middle) - 1)
-        pieces[index].append(word)
-    return [_segment_of(piece) if piece else _empty() for piece in pieces]
-
-
-def _empty() -> Segment:
-    """The committed form of a drafted utterance that turned out to hold no words."""
-    return Segment(start=0.0, end=0.0, text="")
-
-
-def _key(word: str) -> str:
-    return "".join(ch for ch in word.lower() if ch.isalnum())
-
-
-def _segment_of(words: list[Word]) -> Segment:
-    return Segment(
-        start=words[0].start, end=words[-1].end, text="".join(w.text for w in words).strip(), words=list(words)
-    )

@@ -22,8 +22,9 @@ from observability import Metrics
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.errors import BacklogFullError, MeetingAssistantError
+from services.live_policy import LivePolicy
 from services.live_pump import Emit, LivePump
-from services.live_transcriber import LivePolicy, LiveTranscriber
+from services.live_transcriber import LiveTranscriber
 from services.meeting_store import MeetingStore, record_final, record_start, record_status
 from services.memory import release_free_memory
 from services.orchestrator import InferenceJob, Orchestrator, Urgency
@@ -125,7 +126,7 @@ class MeetingPipeline:
         pump = LivePump(
             session_id=session_id,
             buffer=buffer,
-            transcriber=LiveTranscriber(self._recognizer, buffer, self._policy),
+            transcriber=LiveTranscriber(self._recognizer, buffer, self._policy, self.metrics),
             speakers=speakers,
             run_model=run_model,
             emit=emit,

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     asr_model_id: str = Field("", description="Whisper size name or model directory; empty uses the bundled tiny.en.")
     asr_language: str | None = None
     asr_beam_size: int = Field(5, ge=1, le=20)
+    asr_careful_fallbacks: int = Field(
+        1, ge=0, le=5, description="Temperature fallbacks a careful pass may try per 30 s window (Whisper's ladder)."
+    )
     asr_compute_type: str = "auto"
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     asr_cpu_threads: int = Field(1, ge=0, description="Threads per inference worker (0 = CTranslate2 default).")
@@ -82,7 +85,7 @@ class Settings(BaseSettings):
     asr_min_silence_seconds: float = Field(0.5, ge=0.1, le=5.0, description="Pause that ends an utterance.")
     asr_commit_silence_seconds: float = Field(1.0, ge=0.1, le=10.0, description="Pause that commits all pending text.")
     asr_commit_window_seconds: float = Field(
-        16.0, ge=1.0, le=25.0, description="Pending speech that is committed at the next utterance end."
+        8.0, ge=1.0, le=25.0, description="Pending speech that is committed at the next utterance end."
     )
     asr_vad_threshold: float = Field(0.35, gt=0.0, lt=1.0, description="Speech probability that opens an utterance.")
 

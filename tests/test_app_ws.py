@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
@@ -79,6 +80,12 @@ async def test_48khz_audio_in_odd_sized_frames_is_resampled_and_reassembled(live
     assert {m["code"] for m in seen if m["type"] == "error"} <= {"rate_limited"}
     assert "quarterly" in final["transcript"].lower() and "marketing" in final["transcript"].lower()
     assert abs(final["metrics"]["audio_seconds"] - len(pcm) / 16000) < 0.05
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{live_server}/metrics")).text
+    # where the ASR work went, by path (draft, careful, stop): this meeting was encoded and decoded
+    assert re.search(r'asr_model_calls_total\{op="encode",path="(draft|careful|stop)"\} [1-9]', metrics)
+    assert re.search(r'asr_model_calls_total\{op="generate",path="(careful|stop)"\} [1-9]', metrics)
+    assert re.search(r'asr_audio_seconds_total\{path="(careful|stop)"\} [1-9]', metrics)
 
 
 async def test_bad_frames_get_errors_and_the_session_carries_on(live_server: str) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from faster_whisper import decode_audio
 
 from observability import Metrics
 from services.asr_service import WhisperRecognizer, load_recognizer, trim_self_repetition
 from services.errors import ConfigurationError
-from tests.support import load_wav, make_settings
+from tests.support import FIXTURES, load_wav, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,44 @@ def test_video_outro_hallucinations_are_dropped() -> None:
     assert _is_hallucination(piece(" Right, the budget.", no_speech=0.9))
     assert not _is_hallucination(piece(" Thank you, Alice, that was helpful."))
     assert not _is_hallucination(piece(" I will send the budget report to the finance team.", no_speech=0.65))
+
+
+def _float_audio(name: str) -> np.ndarray:
+    """A float32 WAV fixture, bit for bit (rounding to 16 bits moves Whisper off this window's edge)."""
+    return decode_audio(str(FIXTURES / name))
+
+
+def _careful_calls(metrics: Metrics, op: str) -> float:
+    return metrics.asr_model_calls.labels(path="careful", op=op)._value.get()
+
+
+def test_a_far_field_window_keeps_its_words_with_one_fallback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """AMI dev00 12-19 s (two far-field talkers at once) sits on the edge of Whisper's
+    log-probability test: with faster-whisper's whole ladder the careful pass re-decoded it at five
+    temperatures (five candidates each), which made stop -> final take seconds on real rooms. With
+    the default single fallback the words are still there."""
+    metrics = Metrics()
+    recognizer = load_recognizer(make_settings(tmp_path), metrics)
+    segments = recognizer.transcribe(_float_audio("ami_dev00_12s_19s.wav"), offset=12.0)
+    encodes = _careful_calls(metrics, "encode")
+    assert encodes >= 1 and _careful_calls(metrics, "fallback") <= encodes
+    text = " ".join(s.text for s in segments).lower()
+    assert "ebenezer" in text and "group" in text
+    assert all(12.0 <= w.start <= w.end <= 19.5 for s in segments for w in s.words)
+
+
+@pytest.mark.parametrize("fallbacks", [5, 1, 0])
+def test_fallbacks_per_window_are_bounded(tmp_path, fallbacks: int) -> None:  # type: ignore[no-untyped-def]
+    """A spoken phrase repeated back to back: Whisper's transcript of it is so repetitive that the
+    compression-ratio test fails at every temperature, so each window uses all the fallbacks it
+    may, and no more."""
+    pcm, _ = load_wav("one_voice.wav")
+    clip = pcm[int(0.3 * 16000) : int(1.1 * 16000)].astype(np.float32) / 32768
+    metrics = Metrics()
+    recognizer = load_recognizer(make_settings(tmp_path, asr_careful_fallbacks=fallbacks), metrics)
+    recognizer.transcribe(np.tile(clip, 25), offset=0.0)
+    encodes, fallen_back = _careful_calls(metrics, "encode"), _careful_calls(metrics, "fallback")
+    assert encodes >= 1
+    assert fallen_back <= encodes * fallbacks
+    assert fallen_back >= min(fallbacks, 2), "the repetition trips the fallback tests"
+    assert _careful_calls(metrics, "generate") == encodes + fallen_back

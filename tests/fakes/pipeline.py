@@ -25,7 +25,7 @@ from services.diarization_backends.base import SpeakerTurn
 from services.diarization_backends.fake import ScriptedDiarizer
 from services.errors import WorkflowError
 from services.fake_recognizer import FakeRecognizer, words_over
-from services.live_transcriber import LivePolicy
+from services.live_policy import LivePolicy
 from services.llm_providers.base import LLMProvider
 from services.llm_providers.offline import OfflineProvider
 from services.llm_service import LLMService, RetryPolicy

@@ -1,0 +1,50 @@
+"""Word-level helpers of the live policy: where to cut a long utterance, dealing careful words
+back to drafted utterances, and building segments from words. Pure functions, no model."""
+
+from __future__ import annotations
+
+from services.types import Segment, Word
+
+MIN_CUT_GAP = 0.15
+"""A pause between words at least this long is a good place to cut a long utterance."""
+
+
+def cut_index(words: list[Word], earliest_end: float, latest_end: float) -> int | None:
+    """Index of the word after which to cut: the widest gap among words ending in the given span.
+
+    Among gaps of `MIN_CUT_GAP` or more the latest wins (the shortest tail stays open); the tail
+    is decoded again without the audio before the cut, so cutting at a real pause matters.
+    """
+    candidates = [i for i, word in enumerate(words[:-1]) if earliest_end <= word.end <= latest_end]
+    if not candidates:
+        return None
+    pauses = [i for i in candidates if words[i + 1].start - words[i].end >= MIN_CUT_GAP]
+    if pauses:
+        return pauses[-1]
+    return max(candidates, key=lambda i: (round(words[i + 1].start - words[i].end, 2), i))
+
+
+def deal_words(segments: list[Segment], starts: list[float]) -> list[Segment]:
+    """Split the words of `segments` at the utterance start times `starts` (one piece per start)."""
+    words = [word for segment in segments for word in segment.words]
+    pieces: list[list[Word]] = [[] for _ in starts]
+    for word in words:
+        middle = (word.start + word.end) / 2
+        index = max(0, sum(1 for start in starts if start <= middle) - 1)
+        pieces[index].append(word)
+    return [segment_of(piece) if piece else empty_segment() for piece in pieces]
+
+
+def empty_segment() -> Segment:
+    """The committed form of a drafted utterance that turned out to hold no words."""
+    return Segment(start=0.0, end=0.0, text="")
+
+
+def word_key(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum())
+
+
+def segment_of(words: list[Word]) -> Segment:
+    return Segment(
+        start=words[0].start, end=words[-1].end, text="".join(w.text for w in words).strip(), words=list(words)
+    )
