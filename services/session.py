@@ -56,7 +56,7 @@ class RecordingSession:
         resumes: ResumeRegistry | None = None,
     ) -> None:
         self.id = session_id
-        self._resumes = resumes
+        self._resumes = resumes if resumes is not None else ResumeRegistry(0.0, lambda parked: None)  # none parked
         self.state = SessionState.CONNECTED
         self._ws = websocket
         self._pipeline = pipeline
@@ -77,7 +77,7 @@ class RecordingSession:
         """Serve the socket until the final is sent or the client goes; never raises."""
         sender = asyncio.create_task(self._send_loop(), name=f"send-{self.id}")
         self._parts.pump.start()
-        self._attach()
+        self._resumes.attach(self.id, self._taken_over)
         self._outbox.put(notice("connected", self.id))
         close_code: int | None = status.WS_1011_INTERNAL_ERROR
         try:
@@ -120,8 +120,7 @@ class RecordingSession:
     def _on_silence(self) -> int | None:
         """The client sent nothing for too long: close a silent socket, finish an idle recording."""
         if self.state is SessionState.CONNECTED:
-            self._metrics.protocol_errors.labels(code="handshake_timeout").inc()
-            self._outbox.put(server_error("handshake_timeout", seconds=self._limits.handshake_timeout))
+            self._tell("handshake_timeout", seconds=self._limits.handshake_timeout)
             return CLOSE_POLICY
         if self.state is SessionState.RECORDING:
             self._outbox.put(notice("idle", self.id, seconds=self._limits.idle_timeout))
@@ -194,14 +193,14 @@ class RecordingSession:
 
     def _resume(self, session_id: str) -> None:
         """Carry on with a parked recording: its audio, transcript and speakers become this session's."""
-        parked = self._resumes.claim(session_id) if self._resumes is not None else None
+        parked = self._resumes.claim(session_id)
         if parked is None:
             raise ProtocolError("unknown_session", server_error("unknown_session", session_id=session_id)["message"])
         self._parts.close()  # the fresh parts this socket started with
-        self._detach()
+        self._resumes.detach(self.id, self._taken_over)
         self.id, self._title, self._started_at, self._parts = session_id, parked.title, parked.started_at, parked.parts
         self._parts.attach()
-        self._attach()
+        self._resumes.attach(self.id, self._taken_over)
         received = self._parts.buffer.samples / SAMPLE_RATE
         self._outbox.put(resumed_message(self.id, received))
         for update in self._parts.pump.listen(self._emit):  # what the client may have missed
@@ -219,8 +218,10 @@ class RecordingSession:
             return CLOSE_TOO_BIG
         if not data:
             return None
-        if self.state not in LIVE:
-            self._notice_late_audio()
+        if self.state not in LIVE:  # frames in flight after a stop are normal: one notice, never a violation
+            if not self._late_audio_noticed:
+                self._late_audio_noticed = True
+                self._tell("audio_after_stop")
             return None
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
@@ -236,14 +237,10 @@ class RecordingSession:
             self._stop("maximum session length reached")
         return None
 
-    def _notice_late_audio(self) -> None:
-        """Frames still in flight after a stop are normal (a browser's worklet posts a few more):
-        they are dropped with one notice, never counted as violations, so the final still comes."""
-        if self._late_audio_noticed:
-            return
-        self._late_audio_noticed = True
-        self._metrics.protocol_errors.labels(code="audio_after_stop").inc()
-        self._outbox.put(server_error("audio_after_stop"))
+    def _tell(self, code: str, **values: Any) -> None:
+        """An `error` the server detects itself, counted but not a violation."""
+        self._metrics.protocol_errors.labels(code=code).inc()
+        self._outbox.put(server_error(code, **values))
 
     async def _throttle(self) -> None:
         """Pace a flooding client (`FramePacer`); frames a vanished client left are read at once."""
@@ -251,8 +248,7 @@ class RecordingSession:
         if delay <= 0 or peer_gone(self._ws.scope):
             return
         if tell:
-            self._metrics.protocol_errors.labels(code="rate_limited").inc()
-            self._outbox.put(server_error("rate_limited", rate=self._limits.max_frames_per_second))
+            self._tell("rate_limited", rate=self._limits.max_frames_per_second)
         await asyncio.sleep(delay)
 
     def _violation(self, error: ProtocolError) -> int | None:
@@ -298,7 +294,7 @@ class RecordingSession:
         self._transition(SessionState.DETACHED)
         self._parts.buffer.append(self._decoder.flush())
         self._parts.detach()
-        if resumable and self._resumes is not None and self._resumes.grace_seconds > 0:
+        if resumable and self._resumes.grace_seconds > 0:
             self._resumes.park(ParkedRecording(self.id, self._title, self._started_at, self._parts))
         else:
             self._parts.pump.stop()
@@ -307,21 +303,13 @@ class RecordingSession:
             self._pipeline.finish_unheard(self.id, self._title, self._started_at, self._parts)
         self._end(close_parts=False)  # the recording is the registry's or the pipeline's now
 
-    def _attach(self) -> None:
-        if self._resumes is not None:
-            self._resumes.attach(self.id, self._taken_over)
-
-    def _detach(self) -> None:
-        if self._resumes is not None:
-            self._resumes.detach(self.id, self._taken_over)
-
     def _taken_over(self) -> None:
         """A new socket resumes this recording before this one noticed its client is gone."""
         if self.state in LIVE:
             self._let_go(resumable=True)
 
     def _end(self, *, close_parts: bool = True) -> None:
-        self._detach()
+        self._resumes.detach(self.id, self._taken_over)
         if close_parts:
             self._parts.close()
         self._transition(SessionState.DONE)
