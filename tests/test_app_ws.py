@@ -358,6 +358,9 @@ async def test_abandoned_recordings_wait_behind_a_live_meeting(tmp_path: Path) -
         live = await stream_audio(ws_url(base_url), pcm, rate, realtime=4.0)
         finished_before_live = len(settings.meeting_log_path.read_text().splitlines())
         health = await _wait_for_idle(base_url, limit=120)
+        async with asyncio.timeout(120):  # the last background jobs may still be running
+            while len(settings.meeting_log_path.read_text().splitlines()) < 7:  # noqa: ASYNC110 - polls a file
+                await asyncio.sleep(0.2)
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"{base_url}/metrics")).text
     assert "marketing" in live["final"]["transcript"].lower()
