@@ -354,6 +354,7 @@ async def test_abandoned_recordings_wait_behind_a_live_meeting(tmp_path: Path) -
         for _ in range(6):
             ws = await websockets.connect(ws_url(base_url))
             await ws.send(abandoned.tobytes())
+            await (await ws.ping())  # the frame has arrived (abort() drops what is still unsent)
             ws.transport.abort()
         live = await stream_audio(ws_url(base_url), pcm, rate, realtime=4.0)
         finished_before_live = len(settings.meeting_log_path.read_text().splitlines())
