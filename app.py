@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from integrations.workflows import build_workflows
 from observability import CONTENT_TYPE_LATEST, Metrics
 from services.admission import SessionCounter, SessionLimits, refusal_reason
-from services.asr_service import load_recognizer
+from services.asr_service import SpeechRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher
 from services.diarization import DiarizationService, build_diarization_service
 from services.errors import ConfigurationError
@@ -33,12 +33,14 @@ from services.live_transcriber import LivePolicy
 from services.llm_service import build_llm_service
 from services.meeting_store import MeetingStore, refresh_store_metrics
 from services.meetings_api import router as meetings_router
+from services.openai_api import router as openai_router
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
 from services.session import RecordingSession
 from services.settings import Settings, get_settings
 from services.sql_meeting_store import connect_meeting_store
+from services.uploads import router as uploads_router
 from services.vad import load_vad_model
 from services.ws_protocol import WebSocketProtocol
 
@@ -56,6 +58,7 @@ class Services:
     diarization: DiarizationService | None
     pipeline: MeetingPipeline
     store: MeetingStore
+    recognizer: SpeechRecognizer
 
 
 @dataclass(slots=True)
@@ -114,7 +117,7 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         cipher=AudioCipher(key.get_secret_value() if key else None),
         partial_interval=settings.asr_partial_interval,
     )
-    return Services(recognizer.name, orchestrator, diarization, pipeline, store)
+    return Services(recognizer.name, orchestrator, diarization, pipeline, store, recognizer)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -144,6 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Meeting assistant", lifespan=lifespan)
     app.state.app_state = state
     app.include_router(meetings_router)
+    app.include_router(uploads_router)
+    app.include_router(openai_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "meeting_assistant"
+UPLOAD_RESULTS = ("accepted", "rejected_too_big", "rejected_not_audio", "rejected_bad_request", "done", "failed")
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -114,6 +115,15 @@ class Metrics:
             ["status"],
             registry=registry,
         )
+        self.uploads = Counter(
+            f"{PREFIX}_uploads_total",
+            "Uploaded recordings, by result: accepted, rejected_too_big, rejected_not_audio, rejected_bad_request "
+            "(when they arrive), then done or failed (when processed).",
+            ["result"],
+            registry=registry,
+        )
+        for result in UPLOAD_RESULTS:
+            self.uploads.labels(result=result)
         self.queue_depth.labels(backend=backend_label).set(0)
 
     def render(self) -> bytes:
