@@ -82,13 +82,20 @@ class TranscriptionOptions:
     """The form fields besides `file`, checked."""
 
     def __init__(
-        self, *, response_format: str, language: str | None, prompt: str | None, temperature: float, words: bool
+        self,
+        *,
+        response_format: str,
+        language: str | None,
+        prompt: str | None,
+        temperature: float,
+        granularities: tuple[str, ...],
     ) -> None:
         self.response_format = response_format
         self.language = language
         self.prompt = prompt
         self.temperature = temperature
-        self.granularities = ("segment", "word") if words else ("segment",)
+        self.granularities = granularities
+        """What verbose_json lists: segments (OpenAI's default), words, or both."""
 
     @classmethod
     def from_form(cls, form: UploadForm) -> TranscriptionOptions:
@@ -111,7 +118,7 @@ class TranscriptionOptions:
             language=form.text("language", max_length=32),
             prompt=form.text("prompt", max_length=4000),
             temperature=temperature,
-            words="word" in granularities,
+            granularities=tuple(granularities),
         )
 
 
