@@ -22,12 +22,14 @@ import time
 import uuid
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from services.audio_decode import decode_float32
 from services.errors import ASRError, NotAudioError, StoreError, UploadError
 from services.exports import cue_time
+from services.meeting_store import MeetingStore
 from services.meetings_api import require_api_key
 from services.orchestrator import Urgency
 from services.priority_executor import Priority
@@ -182,7 +184,7 @@ def openai_error(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _decode_and_delete(form: UploadForm, max_seconds: float) -> Any:
+def _decode_and_delete(form: UploadForm, max_seconds: float) -> np.ndarray:
     """The upload as float32 audio; the spooled file is closed (deleted) at once (blocking)."""
     try:
         return decode_float32(form.file.file, max_seconds=max_seconds)
@@ -191,7 +193,7 @@ def _decode_and_delete(form: UploadForm, max_seconds: float) -> Any:
 
 
 async def _store(
-    store: Any, meeting_id: str, filename: str | None, segments: list[Segment], duration: float, seconds: float
+    store: MeetingStore, meeting_id: str, filename: str | None, segments: list[Segment], duration: float, seconds: float
 ) -> None:
     """Keep the transcript as a meeting too (cheap: one row); a store failure is only logged."""
     result = FinishedMeeting(

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -31,7 +31,7 @@ from services.audio_decode import DecodedAudio, decode_pcm16
 from services.errors import BacklogFullError, NotAudioError, StoreError, UploadError
 from services.meeting_store import MeetingStore, record_final, record_status
 from services.meetings_api import require_api_key
-from services.orchestrator import ModelRunner
+from services.orchestrator import ModelRunner, Urgency
 from services.pipeline import FinishedRecording, MeetingPipeline, SessionParts
 from services.stored_meeting import MeetingSource, MeetingStatus
 from services.types import TranscriptUpdate
@@ -87,7 +87,7 @@ class MeetingUpload:
         *,
         meeting_id: str,
         pipeline: MeetingPipeline,
-        run_model_for: Any,
+        run_model_for: Callable[[Urgency], ModelRunner],
         store: MeetingStore,
         metrics: Metrics,
         max_seconds: float,
