@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from integrations.workflows import build_workflows
 from observability import CONTENT_TYPE_LATEST, Metrics
 from services.admission import SessionCounter, SessionLimits, refusal_reason
-from services.asr_service import load_recognizer
+from services.asr_service import SpeechRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher
 from services.auth import accepted_subprotocol
 from services.diarization import DiarizationService, build_diarization_service
@@ -36,6 +36,7 @@ from services.logging_setup import configure_logging
 from services.meeting_store import MeetingStore, refresh_store_metrics
 from services.meetings_api import router as meetings_router
 from services.memory import limit_malloc_arenas
+from services.openai_api import router as openai_router
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
@@ -43,6 +44,7 @@ from services.resume import ResumeRegistry
 from services.session import RecordingSession
 from services.settings import Settings, get_settings, unknown_setting_warnings
 from services.sql_meeting_store import connect_meeting_store
+from services.uploads import router as uploads_router
 from services.vad import load_vad_model
 from services.ws_protocol import WebSocketProtocol
 
@@ -62,6 +64,7 @@ class Services:
     store: MeetingStore
     llm: LLMService
     resumes: ResumeRegistry
+    recognizer: SpeechRecognizer
 
 
 @dataclass(slots=True)
@@ -126,7 +129,7 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         lambda parked: pipeline.finish_unheard(parked.session_id, parked.title, parked.started_at, parked.parts),
     )
     stack.callback(resumes.expire_all)  # before the drain: recordings waiting for their client are finished
-    return Services(recognizer.name, orchestrator, diarization, pipeline, store, llm, resumes)
+    return Services(recognizer.name, orchestrator, diarization, pipeline, store, llm, resumes, recognizer)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -156,6 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Meeting assistant", lifespan=lifespan)
     app.state.app_state = state
     app.include_router(meetings_router)
+    app.include_router(uploads_router)
+    app.include_router(openai_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -31,6 +31,7 @@ PREFIX = "meeting_assistant"
 # The pipeline stages that count jobs and failures. "meeting": one queued after-stop job;
 # "asr_live"/"asr_final": live and stop-time transcription steps; "diarization"; "summary".
 STAGES = ("meeting", "asr_live", "asr_final", "diarization", "summary")
+UPLOAD_RESULTS = ("accepted", "rejected_too_big", "rejected_not_audio", "rejected_bad_request", "done", "failed")
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 __all__ = ["CONTENT_TYPE_LATEST", "STAGES", "Metrics", "build_info"]
@@ -184,6 +185,15 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
             registry=registry,
         )
+        self.uploads = Counter(
+            f"{PREFIX}_uploads_total",
+            "Uploaded recordings, by result: accepted, rejected_too_big, rejected_not_audio, rejected_bad_request "
+            "(when they arrive), then done or failed (when processed).",
+            ["result"],
+            registry=registry,
+        )
+        for result in UPLOAD_RESULTS:
+            self.uploads.labels(result=result)
         self.queue_depth.labels(backend=backend_label).set(0)
         for stage in STAGES:
             self.jobs_total.labels(stage=stage)

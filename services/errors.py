@@ -13,6 +13,9 @@
     │   ├── PermanentLLMError   not worth retrying: 400/401/403/404/422
     │   └── MalformedLLMOutput  the answer did not match the schema
     ├── WorkflowError           a post-meeting hook failed
+    ├── UploadError             an uploaded file cannot be taken (a form without `file`)
+    │   ├── UploadTooLargeError   over MAX_UPLOAD_MB (HTTP 413)
+    │   └── NotAudioError         no audio stream PyAV can decode (HTTP 415)
     └── StoreError              the meeting store (database) failed or cannot be reached
         ├── MeetingNotFoundError  no stored meeting has that id
         └── MeetingRequestError   a request the store cannot honour (bad cursor, unknown speaker label)
@@ -90,6 +93,18 @@ class MalformedLLMOutput(LLMError):
 
 class WorkflowError(MeetingAssistantError):
     """A post-meeting hook failed."""
+
+
+class UploadError(MeetingAssistantError):
+    """An uploaded file cannot be taken as sent; the message says what to send instead."""
+
+
+class UploadTooLargeError(UploadError):
+    """The upload is bigger than MAX_UPLOAD_MB; reading stopped at the limit."""
+
+
+class NotAudioError(UploadError):
+    """The upload holds no audio stream that can be decoded (not audio, or damaged)."""
 
 
 class StoreError(MeetingAssistantError):

@@ -93,10 +93,13 @@ async def record_start(
     created_at: float,
     source: MeetingSource = MeetingSource.LIVE,
     status: MeetingStatus = MeetingStatus.RECORDING,
+    language: str | None = None,
 ) -> bool:
     """List a meeting as soon as it starts. A store failure is logged and the meeting goes on."""
     try:
-        await store.create(meeting_id, title=title, created_at=created_at, source=source, status=status)
+        await store.create(
+            meeting_id, title=title, created_at=created_at, source=source, status=status, language=language
+        )
     except StoreError as exc:
         logger.error("meeting %s: could not list it in the store at start: %s", meeting_id, exc)
         return False

@@ -31,7 +31,7 @@ from services.orchestrator import InferenceJob, Orchestrator, Urgency
 from services.priority_executor import Priority
 from services.protocol import error_message, final_message, notice
 from services.session_speakers import SessionSpeakers
-from services.stored_meeting import MeetingStatus
+from services.stored_meeting import MeetingSource, MeetingStatus
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment
 
@@ -87,6 +87,8 @@ class FinishedRecording:
     stopped_at: float
     """`time.perf_counter()` when the recording stopped (for stop -> final)."""
     parts: SessionParts
+    source: MeetingSource = MeetingSource.LIVE
+    """`upload` for a recording posted to /api/meetings (stored as such, not in the live stop -> final)."""
 
 
 class MeetingPipeline:
@@ -135,9 +137,30 @@ class MeetingPipeline:
         )
         return SessionParts(buffer, pump, speakers, urgency)
 
-    def list_meeting(self, parts: SessionParts, session_id: str, title: str | None, started_at: float) -> None:
-        """List the meeting in the store while it records (in the background; a failure is only logged)."""
-        parts.listed = asyncio.create_task(record_start(self._store, session_id, title=title, created_at=started_at))
+    def list_meeting(
+        self,
+        parts: SessionParts,
+        session_id: str,
+        title: str | None,
+        started_at: float,
+        *,
+        source: MeetingSource = MeetingSource.LIVE,
+        language: str | None = None,
+    ) -> None:
+        """List the meeting in the store (in the background; a failure is only logged): a live one
+        as recording while it records, an upload as queued until its job starts."""
+        status = MeetingStatus.RECORDING if source is MeetingSource.LIVE else MeetingStatus.QUEUED
+        parts.listed = asyncio.create_task(
+            record_start(
+                self._store,
+                session_id,
+                title=title,
+                created_at=started_at,
+                source=source,
+                status=status,
+                language=language,
+            )
+        )
 
     def submit(
         self,
@@ -250,10 +273,18 @@ class MeetingPipeline:
         )
         errors.extend(await _timed(timings, "workflows", self._workflows.run(record)))
         timings["stop_to_final"] = time.perf_counter() - recording.stopped_at
-        self.metrics.end_to_end_latency.observe(timings["stop_to_final"])
+        if recording.source is MeetingSource.LIVE:  # an upload's wait in the queue is no live latency
+            self.metrics.end_to_end_latency.observe(timings["stop_to_final"])
         final = final_message(record, timings)
         status = MeetingStatus.FAILED if tail_failed and not segments else MeetingStatus.DONE
-        await record_final(self._store, final, title=recording.title, created_at=recording.started_at, status=status)
+        await record_final(
+            self._store,
+            final,
+            title=recording.title,
+            created_at=recording.started_at,
+            source=recording.source,
+            status=status,
+        )
         send(notice("done", session_id))
         return final
 

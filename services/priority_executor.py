@@ -3,14 +3,20 @@
 `concurrent.futures.ThreadPoolExecutor` is first come, first served: a dozen abandoned recordings
 queued before a live meeting's draft would make that meeting wait for all of them. Here every call
 carries a `Priority`; among the waiting calls the most urgent runs next (first come, first served
-within a priority). A call that is running is never interrupted.
+within a priority). A call that is running is never interrupted, but while a thread runs background
+work it is niced (Linux, where the process may renice its threads back): the OS then gives live
+calls the cores first even against long background calls already running (a 30-minute upload's
+transcription is one call of minutes).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import logging
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from enum import IntEnum
@@ -28,6 +34,11 @@ class Priority(IntEnum):
 
 _STOP = Priority.LIVE - 1  # sorts before any work: a stopping thread takes no new call
 
+BACKGROUND_NICE = 10
+"""Niceness of a thread running background work (CFS weight 110 against 1024 at nice 0)."""
+
+logger = logging.getLogger(__name__)
+
 
 class PriorityExecutor:
     """`threads` worker threads taking calls from one priority queue."""
@@ -36,6 +47,7 @@ class PriorityExecutor:
         self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], Any] | None, concurrent.futures.Future[Any]]]
         self._queue = queue.PriorityQueue()
         self._order = itertools.count()
+        self._renice = _threads_can_be_reniced()
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{index}", daemon=True) for index in range(threads)
         ]
@@ -59,10 +71,15 @@ class PriorityExecutor:
             future.cancel()
 
     def _work(self) -> None:
+        niceness = 0
         while True:
-            _, _, fn, future = self._queue.get()
+            priority, _, fn, future = self._queue.get()
             if fn is None:
                 return
+            wanted = BACKGROUND_NICE if priority >= Priority.BACKGROUND and self._renice else 0
+            if wanted != niceness:
+                _set_thread_nice(wanted)
+                niceness = wanted
             if not future.set_running_or_notify_cancel():
                 continue  # its caller gave up waiting
             try:
@@ -71,3 +88,34 @@ class PriorityExecutor:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+
+
+def _set_thread_nice(value: int) -> None:
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), value)  # Linux: a thread id is a "process"
+
+
+def _threads_can_be_reniced() -> bool:
+    """Whether a thread may be niced and brought back (Linux, root or RLIMIT_NICE allowing it).
+
+    Tried on a throw-away thread: lowering niceness back is what an unprivileged process cannot do,
+    and a thread stuck niced would slow live work down.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            _set_thread_nice(base + 1)
+            _set_thread_nice(base)
+            result.append(base == 0)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, name="renice-probe")
+    thread.start()
+    thread.join()
+    if not result[0]:
+        logger.info("background model work is not niced: threads of this process cannot be reniced back")
+    return result[0]

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
         None, description="When set, /ws requires it as ?token= (or Authorization: Bearer)."
     )
     allowed_origins: str = Field("", description="Comma-separated exact Origin allowlist for /ws; empty allows any.")
+    max_upload_mb: float = Field(
+        500.0, gt=0, description="Largest uploaded recording (POST /api/meetings, /v1/audio/transcriptions), in MB."
+    )
 
     # --- ASR ----------------------------------------------------------------------------------
     asr_model_id: str = Field("", description="Whisper size name or model directory; empty uses the bundled tiny.en.")
