@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from observability import Metrics
@@ -30,7 +29,7 @@ from services.memory import release_free_memory
 from services.orchestrator import InferenceJob, Orchestrator, Urgency
 from services.priority_executor import Priority
 from services.protocol import error_message, final_message, notice
-from services.session_speakers import SessionSpeakers
+from services.recording import FinishedRecording, SessionParts
 from services.stored_meeting import MeetingSource, MeetingStatus
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment
@@ -47,48 +46,6 @@ T = TypeVar("T")
 Send = Callable[[dict[str, Any]], None]
 
 NO_SPEECH_SUMMARY = "No speech was detected in this recording."
-
-
-@dataclass(slots=True)
-class SessionParts:
-    """What one recording session works with while it records."""
-
-    buffer: SecureAudioBuffer
-    pump: LivePump
-    speakers: SessionSpeakers | None
-    urgency: Urgency
-    listed: asyncio.Task[bool] | None = None
-    """Listing the meeting in the store (started with the first audio)."""
-
-    def detach(self) -> None:
-        """Nobody is watching any more: this session's model work goes behind live meetings."""
-        self.urgency.level = Priority.BACKGROUND
-
-    def attach(self) -> None:
-        """Somebody is watching again (a resumed session)."""
-        self.urgency.level = Priority.LIVE
-
-    def close(self) -> None:
-        """Drop the work in flight and the audio (the session is over)."""
-        self.pump.cancel()
-        if self.speakers is not None:
-            self.speakers.close()
-        self.buffer.clear()
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedRecording:
-    """What a session hands the pipeline at stop."""
-
-    session_id: str
-    title: str | None
-    started_at: float
-    """Unix time the session started."""
-    stopped_at: float
-    """`time.perf_counter()` when the recording stopped (for stop -> final)."""
-    parts: SessionParts
-    source: MeetingSource = MeetingSource.LIVE
-    """`upload` for a recording posted to /api/meetings (stored as such, not in the live stop -> final)."""
 
 
 class MeetingPipeline:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.pipeline import SessionParts
+from services.recording import SessionParts
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from services.admission import SessionLimits
 from services.audio_intake import FramePacer, PcmDecoder
 from services.errors import ProtocolError, SessionStateError
 from services.outbox import Outbox
-from services.pipeline import FinishedRecording, MeetingPipeline
+from services.pipeline import MeetingPipeline
 from services.protocol import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
@@ -35,6 +35,7 @@ from services.protocol import (
     resumed_message,
     server_error,
 )
+from services.recording import FinishedRecording
 from services.resume import ParkedRecording, ResumeRegistry
 from services.session_state import LIVE, SessionState, check_transition
 from services.tasks import cancel_and_wait

@@ -32,7 +32,8 @@ from services.errors import BacklogFullError, NotAudioError, StoreError, UploadE
 from services.meeting_store import MeetingStore, record_final, record_status
 from services.meetings_api import require_api_key
 from services.orchestrator import ModelRunner, Urgency
-from services.pipeline import FinishedRecording, MeetingPipeline, SessionParts
+from services.pipeline import MeetingPipeline
+from services.recording import FinishedRecording, SessionParts
 from services.stored_meeting import MeetingSource, MeetingStatus
 from services.types import TranscriptUpdate
 from services.upload_form import UploadForm, UploadRefused, ready_services, receive_recording

@@ -16,7 +16,8 @@ from services.diarization_backends.fake import ScriptedDiarizer
 from services.errors import TransientLLMError
 from services.fake_recognizer import FakeRecognizer
 from services.llm_providers.fake import ScriptedProvider
-from services.pipeline import FinishedRecording, MeetingPipeline
+from services.pipeline import MeetingPipeline
+from services.recording import FinishedRecording
 from services.types import TranscriptUpdate
 from tests.fakes.llm import answer_json
 from tests.fakes.pipeline import RecordingHook, fake_pipeline, scripted_turns, scripted_words

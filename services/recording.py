@@ -1,0 +1,55 @@
+"""One recording's parts while it records, and what is handed on when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from services.audio_buffer import SecureAudioBuffer
+from services.live_pump import LivePump
+from services.orchestrator import Urgency
+from services.priority_executor import Priority
+from services.session_speakers import SessionSpeakers
+from services.stored_meeting import MeetingSource
+
+
+@dataclass(slots=True)
+class SessionParts:
+    """What one recording session works with while it records."""
+
+    buffer: SecureAudioBuffer
+    pump: LivePump
+    speakers: SessionSpeakers | None
+    urgency: Urgency
+    listed: asyncio.Task[bool] | None = None
+    """Listing the meeting in the store (started with the first audio)."""
+
+    def detach(self) -> None:
+        """Nobody is watching any more: this session's model work goes behind live meetings."""
+        self.urgency.level = Priority.BACKGROUND
+
+    def attach(self) -> None:
+        """Somebody is watching again (a resumed session)."""
+        self.urgency.level = Priority.LIVE
+
+    def close(self) -> None:
+        """Drop the work in flight and the audio (the session is over)."""
+        self.pump.cancel()
+        if self.speakers is not None:
+            self.speakers.close()
+        self.buffer.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRecording:
+    """What a session hands the pipeline at stop."""
+
+    session_id: str
+    title: str | None
+    started_at: float
+    """Unix time the session started."""
+    stopped_at: float
+    """`time.perf_counter()` when the recording stopped (for stop -> final)."""
+    parts: SessionParts
+    source: MeetingSource = MeetingSource.LIVE
+    """`upload` for a recording posted to /api/meetings (stored as such, not in the live stop -> final)."""
