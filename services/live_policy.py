@@ -1,4 +1,26 @@
-"""The live policy's timing (from the ASR_* settings) and the careful pass it schedules."""
+"""The live transcription policy of one session: when to draft, when to commit, what to send.
+
+Two windows run over the session's audio:
+
+- the *draft* window is the utterance being spoken (since the last pause of `min_silence`).
+  Every `advance()` with new speech drafts it with the cheap path and sends it as tentative text.
+  When the speaker pauses, that draft is frozen (still tentative) and the next utterance opens;
+- the *commit* window holds every utterance not yet committed. It is decoded with the careful
+  path (beam search, 30 s context, word times, the committed tail as the prompt) on a pause of
+  `commit_silence`, once it holds `commit_window` seconds of speech and an utterance ends, or at
+  the end of the recording. Its segments replace the pending drafts by `segment_id`.
+
+Decoding several utterances together costs one careful pass instead of one per utterance, and
+gives Whisper the context it was trained with (better words). An utterance that runs past
+`max_utterance` without a pause has its settled head committed at the widest word gap that is at
+least `holdback` seconds old, so drafts stay short and cheap.
+
+The streaming VAD gates everything: a window with no speech is dropped, so silence is never
+decoded (and never hallucinated into "Thank you."). Committed text is never revised, so it never
+flickers. All methods block (model work): call them on the inference executor, one at a time.
+
+This module holds the policy's timing (from the ASR_* settings) and the careful pass it schedules.
+"""
 
 from __future__ import annotations
 
