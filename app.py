@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -28,6 +29,7 @@ from services.admission import SessionCounter, SessionLimits, refusal_reason
 from services.asr_service import SpeechRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher
 from services.auth import accepted_subprotocol
+from services.data_key import audio_key
 from services.diarization import DiarizationService, build_diarization_service
 from services.errors import ConfigurationError
 from services.live_policy import LivePolicy
@@ -40,10 +42,13 @@ from services.openai_api import router as openai_router
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
+from services.recovery import AudioUpkeep
 from services.resume import ResumeRegistry
 from services.session import RecordingSession
 from services.settings import Settings, get_settings, unknown_setting_warnings
+from services.spool_directory import SpoolDirectory
 from services.sql_meeting_store import connect_meeting_store
+from services.tasks import cancel_and_wait
 from services.uploads import router as uploads_router
 from services.vad import load_vad_model
 from services.ws_protocol import WebSocketProtocol
@@ -65,6 +70,7 @@ class Services:
     llm: LLMService
     resumes: ResumeRegistry
     recognizer: SpeechRecognizer
+    spools: SpoolDirectory | None = None
 
 
 @dataclass(slots=True)
@@ -85,10 +91,13 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
     The orchestrator is drained first on the way out (queued meetings still need the diariser, the
     LLM clients and the hooks) and its threads are freed last.
     """
-    if settings.audio_encryption_key is None:
-        logger.warning("AUDIO_ENCRYPTION_KEY is not set: session audio is held in memory unencrypted.")
+    booted_at = time.time()
     store = await connect_meeting_store(settings)  # first: a database that cannot open stops start-up at once
     stack.push_async_callback(store.aclose)  # after the orchestrator drained: finished meetings are stored
+    key = await asyncio.to_thread(audio_key, settings)  # generated once into DATA_DIR when not configured
+    spools = SpoolDirectory(settings.data_dir, key, settings.audio_retention_days, metrics)
+    flusher = asyncio.create_task(spools.run(), name="spool-flusher")
+    stack.push_async_callback(cancel_and_wait, flusher)  # after the drain: the last audio and deletions
     limit_malloc_arenas()  # before the inference threads start (services/memory.py)
     if settings.asr_cpu_threads:
         # BLAS/OpenMP pools default to one thread per core in every library; with our own
@@ -111,7 +120,6 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
     stack.push_async_callback(workflows.aclose)
     await orchestrator.start()
     stack.push_async_callback(orchestrator.drain)  # finishes queued meetings, so the audit log loses no line
-    key = settings.audio_encryption_key
     pipeline = MeetingPipeline(
         metrics=metrics,
         recognizer=recognizer,
@@ -121,15 +129,25 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         workflows=workflows,
         store=store,
         policy=LivePolicy.from_settings(settings),
-        cipher=AudioCipher(key.get_secret_value() if key else None),
+        cipher=AudioCipher(key),
         partial_interval=settings.asr_partial_interval,
+        spools=spools,
     )
     resumes = ResumeRegistry(
         settings.resume_grace_seconds,
         lambda parked: pipeline.finish_unheard(parked.session_id, parked.title, parked.started_at, parked.parts),
     )
     stack.callback(resumes.expire_all)  # before the drain: recordings waiting for their client are finished
-    return Services(recognizer.name, orchestrator, diarization, pipeline, store, llm, resumes, recognizer)
+    upkeep = AudioUpkeep(  # meetings a killed process left unfinished; audio retention (services/recovery.py)
+        spools=spools,
+        store=store,
+        pipeline=pipeline,
+        metrics=metrics,
+        booted_at=booted_at,
+        owns_store=settings.database_url is None,
+    )
+    stack.push_async_callback(cancel_and_wait, asyncio.create_task(upkeep.run(), name="audio-upkeep"))
+    return Services(recognizer.name, orchestrator, diarization, pipeline, store, llm, resumes, recognizer, spools)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -182,7 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "active_sessions": state.sessions.active,
                 "max_sessions": state.sessions.limit,
                 "diarization": services.diarization.name if services.diarization else None,
-                "audio_encrypted": settings.audio_encryption_key is not None,
+                "audio_encrypted": True,  # with no key configured, one is generated (services/data_key.py)
                 "llm_chain": services.llm.describe(),
             },
             status_code=200 if ok else 503,

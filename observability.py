@@ -31,6 +31,7 @@ PREFIX = "meeting_assistant"
 # The pipeline stages that count jobs and failures. "meeting": one queued after-stop job;
 # "asr_live"/"asr_final": live and stop-time transcription steps; "diarization"; "summary".
 STAGES = ("meeting", "asr_live", "asr_final", "diarization", "summary")
+RECOVERY_RESULTS = ("recovered", "failed", "audio_lost")
 UPLOAD_RESULTS = ("accepted", "rejected_too_big", "rejected_not_audio", "rejected_bad_request", "done", "failed")
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -194,6 +195,20 @@ class Metrics:
         )
         for result in UPLOAD_RESULTS:
             self.uploads.labels(result=result)
+        self.spool_bytes = Gauge(
+            f"{PREFIX}_spool_bytes",
+            "Bytes of sealed audio in the spool directory (DATA_DIR/spool), read at each scrape.",
+            registry=registry,
+        )
+        self.recoveries = Counter(
+            f"{PREFIX}_recoveries_total",
+            "Meetings found unfinished at start-up, by result: recovered (finished from the spool), failed "
+            "(the spool could not be read), audio_lost (no spool: marked failed).",
+            ["result"],
+            registry=registry,
+        )
+        for result in RECOVERY_RESULTS:
+            self.recoveries.labels(result=result)
         self.queue_depth.labels(backend=backend_label).set(0)
         for stage in STAGES:
             self.jobs_total.labels(stage=stage)

@@ -5,6 +5,8 @@
     ├── ProtocolError           a client sent something the WebSocket contract does not allow
     │   └── SessionStateError   a message that is illegal in the session's current state
     ├── AudioDecryptionError    buffered audio could not be decrypted (wrong AUDIO_ENCRYPTION_KEY)
+    │   └── SpoolKeyError       a spool file was sealed with another key
+    ├── SpoolFormatError        a file in the spool directory is not a readable audio spool
     ├── BacklogFullError        too much background work is waiting (MAX_BACKGROUND_AUDIO_SECONDS)
     ├── ASRError                the speech recogniser failed
     ├── DiarizationError        a diariser failed (the caller falls back to the embedded one)
@@ -50,6 +52,14 @@ class SessionStateError(ProtocolError):
 
 class AudioDecryptionError(MeetingAssistantError):
     """Buffered audio could not be decrypted."""
+
+
+class SpoolKeyError(AudioDecryptionError):
+    """A spool file was sealed with another key than the one configured: its audio cannot be read."""
+
+
+class SpoolFormatError(MeetingAssistantError):
+    """A spool file is not an audio spool, or holds no readable meeting record."""
 
 
 class BacklogFullError(MeetingAssistantError):

@@ -4,7 +4,7 @@
     GET    /api/meetings/{id}                    the meeting (final's fields + id, title, status, ...)
     GET    /api/meetings/{id}/transcript.{fmt}   txt, md, json, srt, vtt as a download
     PATCH  /api/meetings/{id}                    {"title": ..., "speakers": {"SPEAKER_1": "Alice"}}
-    DELETE /api/meetings/{id}                    204
+    DELETE /api/meetings/{id}                    204 (its spooled audio is deleted too)
 
 The store is the one the app lifespan opened (`app.state.app_state.services.store`). With `API_KEY` set,
 every route needs `Authorization: Bearer <API_KEY>` (or `?token=`, as `/ws` accepts, so a plain
@@ -13,6 +13,7 @@ download link works); the key is compared in constant time and never logged.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Iterator
@@ -127,8 +128,11 @@ async def rename_meeting(store: Store, meeting_id: MeetingId, patch: MeetingPatc
 
 
 @router.delete("/{meeting_id}", status_code=204)
-async def delete_meeting(store: Store, meeting_id: MeetingId) -> Response:
+async def delete_meeting(request: Request, store: Store, meeting_id: MeetingId) -> Response:
     with _store_errors(meeting_id):
         if not await store.delete(meeting_id):
             raise MeetingNotFoundError(meeting_id)
+    spools = request.app.state.app_state.services.spools
+    if spools is not None:  # its audio goes with it
+        await asyncio.to_thread(spools.delete, meeting_id)
     return Response(status_code=204)

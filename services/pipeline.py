@@ -30,6 +30,8 @@ from services.orchestrator import InferenceJob, Orchestrator, Urgency
 from services.priority_executor import Priority
 from services.protocol import error_message, final_message, notice
 from services.recording import FinishedRecording, SessionParts
+from services.spool import SpoolMeta
+from services.spool_directory import SpoolDirectory, SpooledAudioBuffer
 from services.stored_meeting import MeetingSource, MeetingStatus
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment
@@ -64,6 +66,7 @@ class MeetingPipeline:
         policy: LivePolicy,
         cipher: AudioCipher,
         partial_interval: float,
+        spools: SpoolDirectory | None = None,
     ) -> None:
         self.metrics = metrics
         self._store = store
@@ -75,12 +78,17 @@ class MeetingPipeline:
         self._policy = policy
         self._cipher = cipher
         self._partial_interval = partial_interval
+        self._spools = spools
 
-    def open_session(self, session_id: str, emit: Emit) -> SessionParts:
-        """A new session's buffer, live pump and speaker tracker; `emit` receives its live updates."""
+    def open_session(self, session_id: str, emit: Emit, *, spooled: bool = True) -> SessionParts:
+        """A new session's buffer, live pump and speaker tracker; `emit` receives its live updates.
+
+        With `spooled` (and a spool directory) its audio also goes to disk, sealed, as it arrives.
+        """
         urgency = Urgency()
         run_model = self._orchestrator.runner(urgency)
-        buffer = SecureAudioBuffer(self._cipher)
+        spool = self._spools.open(session_id) if spooled and self._spools is not None else None
+        buffer = SpooledAudioBuffer(self._cipher, spool) if spool is not None else SecureAudioBuffer(self._cipher)
         speakers = self._diarization.session_speakers(session_id, run_model) if self._diarization is not None else None
         pump = LivePump(
             session_id=session_id,
@@ -92,7 +100,7 @@ class MeetingPipeline:
             interval=self._partial_interval,
             metrics=self.metrics,
         )
-        return SessionParts(buffer, pump, speakers, urgency)
+        return SessionParts(buffer, pump, speakers, urgency, spool=spool)
 
     def list_meeting(
         self,
@@ -107,6 +115,8 @@ class MeetingPipeline:
         """List the meeting in the store (in the background; a failure is only logged): a live one
         as recording while it records, an upload as queued until its job starts."""
         status = MeetingStatus.RECORDING if source is MeetingSource.LIVE else MeetingStatus.QUEUED
+        if parts.spool is not None:  # what recovery needs if the store never gets the row
+            parts.spool.describe(SpoolMeta(session_id, started_at, title, source.value, language))
         parts.listed = asyncio.create_task(
             record_start(
                 self._store,
@@ -158,6 +168,7 @@ class MeetingPipeline:
         """
         session_id, parts = recording.session_id, recording.parts
         try:
+            parts.audio_complete()
             send(notice("transcribing", session_id))
             if parts.listed is not None and await parts.listed:
                 await record_status(self._store, session_id, MeetingStatus.PROCESSING)
@@ -230,11 +241,13 @@ class MeetingPipeline:
         )
         errors.extend(await _timed(timings, "workflows", self._workflows.run(record)))
         timings["stop_to_final"] = time.perf_counter() - recording.stopped_at
-        if recording.source is MeetingSource.LIVE:  # an upload's wait in the queue is no live latency
+        if recording.source is MeetingSource.LIVE and not recording.recovered:  # not a live latency
             self.metrics.end_to_end_latency.observe(timings["stop_to_final"])
         final = final_message(record, timings)
-        status = MeetingStatus.FAILED if tail_failed and not segments else MeetingStatus.DONE
-        await record_final(
+        status = MeetingStatus.RECOVERED if recording.recovered else MeetingStatus.DONE
+        if tail_failed and not segments:
+            status = MeetingStatus.FAILED
+        stored = await record_final(
             self._store,
             final,
             title=recording.title,
@@ -242,6 +255,8 @@ class MeetingPipeline:
             source=recording.source,
             status=status,
         )
+        if stored:
+            recording.parts.meeting_stored()
         send(notice("done", session_id))
         return final
 

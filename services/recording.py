@@ -10,6 +10,7 @@ from services.live_pump import LivePump
 from services.orchestrator import Urgency
 from services.priority_executor import Priority
 from services.session_speakers import SessionSpeakers
+from services.spool import AudioSpool
 from services.stored_meeting import MeetingSource
 
 
@@ -23,6 +24,8 @@ class SessionParts:
     urgency: Urgency
     listed: asyncio.Task[bool] | None = None
     """Listing the meeting in the store (started with the first audio)."""
+    spool: AudioSpool | None = None
+    """Where the audio also goes, sealed, as it arrives (`services/spool.py`); None: memory only."""
 
     def detach(self) -> None:
         """Nobody is watching any more: this session's model work goes behind live meetings."""
@@ -32,12 +35,28 @@ class SessionParts:
         """Somebody is watching again (a resumed session)."""
         self.urgency.level = Priority.LIVE
 
+    def audio_complete(self) -> None:
+        """All of the recording's audio is in (an upload decoded, a live one stopped)."""
+        if self.spool is not None:
+            self.spool.audio_complete(self.buffer.samples)
+
+    def meeting_stored(self) -> None:
+        """The finished meeting is in the store: its spooled audio is no longer needed to recover it."""
+        if self.spool is not None:
+            self.spool.finished()
+
     def close(self) -> None:
-        """Drop the work in flight and the audio (the session is over)."""
+        """Drop the work in flight and the audio in memory (the session is over).
+
+        The spool is closed, not deleted: unless `meeting_stored()` came first, the next start-up
+        finishes the meeting from it.
+        """
         self.pump.cancel()
         if self.speakers is not None:
             self.speakers.close()
         self.buffer.clear()
+        if self.spool is not None:
+            self.spool.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +72,5 @@ class FinishedRecording:
     parts: SessionParts
     source: MeetingSource = MeetingSource.LIVE
     """`upload` for a recording posted to /api/meetings (stored as such, not in the live stop -> final)."""
+    recovered: bool = False
+    """Finished at start-up from the spool of a process that died (stored as `recovered`)."""

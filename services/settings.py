@@ -94,6 +94,9 @@ class Settings(BaseSettings):
 
     # --- audio buffer -------------------------------------------------------------------------
     audio_encryption_key: SecretStr | None = None
+    audio_retention_days: float = Field(
+        0.0, ge=0, description="Days a done meeting's spooled audio is kept (0: deleted as soon as it is stored)."
+    )
 
     # --- orchestrator -------------------------------------------------------------------------
     inference_workers: int = Field(2, ge=1, le=64)

@@ -138,6 +138,7 @@ class MeetingUpload:
         run_model: ModelRunner = self._run_model_for(parts.urgency)  # background: behind live meetings
         try:
             decoded.set_result(await run_model(_decode_and_delete, form, parts.buffer, self._max_seconds))
+            parts.audio_complete()  # the spool now holds the whole upload: a restart can finish it
         except Exception as exc:  # handed to the job, which records why the meeting failed
             decoded.set_exception(exc)
 
