@@ -1,7 +1,8 @@
 """The secure audio buffer: a session's 16 kHz PCM16 audio, held as (optionally encrypted) chunks.
 
 With a Fernet key every appended chunk is encrypted at once and the clear bytes dropped; reads
-decrypt only the chunks they need, transiently, for inference. Nothing is ever written to disk.
+decrypt only the chunks they need, transiently, for inference. The buffer writes nothing to disk
+(the sealed copy on disk is the spool's: `services/spool_directory.py`).
 """
 
 from __future__ import annotations
