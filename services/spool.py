@@ -165,11 +165,9 @@ class AudioSpool:
 
     def _write(self, meta: SpoolMeta, records: list[bytes]) -> None:
         if self._fd is None:
-            self._fd = _create_locked(self.path)
-            records = [MAGIC, seal_record(self._fernet, META, json.dumps(asdict(meta)).encode()), *records]
-        data = memoryview(b"".join(records))
-        while data:
-            data = data[os.write(self._fd, data) :]
+            header = MAGIC + seal_record(self._fernet, META, json.dumps(asdict(meta)).encode())
+            self._fd = _create_locked(self.path, header)
+        _write_all(self._fd, b"".join(records))
         os.fsync(self._fd)
 
     def _release(self) -> None:
@@ -178,16 +176,36 @@ class AudioSpool:
             self._fd = None
 
 
-def _create_locked(path: Path) -> int:
-    """Create the spool file owner-only and lock it (the lock marks a live owner)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+def _create_locked(path: Path, header: bytes) -> int:
+    """Create the spool file owner-only, locked (the lock marks a live owner) and with its header.
+
+    It is made under a temporary name and linked to its own: under its real name a spool always has its
+    header and its lock, so recovery never mistakes a file being created for a dead one.
+    """
+    temporary = path.with_name(f".{path.name}.new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _write_all(fd, header)
+        os.fsync(fd)
+        os.link(temporary, path)  # atomic, and never over another meeting's spool
+    except OSError:
+        os.close(fd)
+        raise
+    finally:
+        temporary.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # the new name survives a crash too
     finally:
         os.close(dir_fd)
     return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _touch(path: Path) -> None:
