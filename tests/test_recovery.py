@@ -155,7 +155,8 @@ def test_a_server_killed_mid_meeting_finishes_it_after_restart(
     assert listed is not None and listed["status"] == "recovered", meeting
     assert meeting["title"] == "Launch review"
     text = meeting["transcript"].lower()
-    assert "launch" in text and ("website" in text or "design" in text), text
+    heard = [word for word in ("morning", "website", "design", "monday", "alice") if word in text]
+    assert len(heard) >= 3, text  # words of the first turns (tiny.en hears "launch" as "lunch" at times)
     assert "budget" not in text and "friday" not in text  # spoken after the kill
     assert 0 < meeting["duration"] <= KILL_AFTER_SECONDS
     assert meeting["summary"]["summary"]
