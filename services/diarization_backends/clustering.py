@@ -35,6 +35,9 @@ SEPARATION = 0.65
 """Between/within similarity ratio at or above which two clusters are one voice."""
 SMALL_SEPARATION = 0.5
 """A two-window cluster (one short turn) is a speaker only below this stricter ratio, else a stray."""
+MAX_STRAY_SHARE = 0.25
+"""A cut that leaves more than this share of windows outside its speakers is refused: deep in the
+tree, one voice's windows fall into small tight sub-clusters that pass the test against each other."""
 ONLINE_SIMILARITY = 0.5
 """Live: cosine similarity to a centroid needed to reuse that speaker."""
 
@@ -79,6 +82,8 @@ def _speakers(similarity: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
             continue
         if all(_ratio(similarity, members[pair], members[other]) < SMALL_SEPARATION for other in big):
             big.append(pair)
+    if sum(len(members[int(k)]) for k in big) < (1 - MAX_STRAY_SHARE) * len(labels):
+        return None
     return np.array(big)
 
 
