@@ -1,7 +1,8 @@
 """Diarisation on real audio with the real CAM++ encoder (loaded once for the module).
 
-The recordings are the espeak-ng fixtures in tests/fixtures (see their README). The pyannote and
-NeMo fallbacks are exercised for real: neither package is part of the default install.
+The recordings are the espeak-ng fixtures and the AMI far-field excerpts in tests/fixtures (see
+their README; AMI is CC BY 4.0). The pyannote and NeMo fallbacks are exercised for real: neither
+package is part of the default install.
 """
 
 from __future__ import annotations
