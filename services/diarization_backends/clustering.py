@@ -4,7 +4,8 @@ Offline: one average-linkage tree (cosine distance), cut at every level up to `M
 cut, clusters of at least `MIN_CLUSTER_WINDOWS` windows are speakers, and must all be told apart
 by the separation test below, or the cut is refused; a two-window cluster (one short turn) is a
 speaker too when it passes a stricter test; anything else is a stray window (a cough, a word in
-overlap) that joins the nearest speaker. The accepted cut with the most speakers wins (at most
+overlap) that joins the nearest speaker. A cut that leaves more than `MAX_STRAY_SHARE` of the
+windows as strays is refused. The accepted cut with the most speakers wins (at most
 `MAX_AUTO_SPEAKERS`), so the count comes out by itself, and a split of one voice is never accepted.
 
 The separation test is scale-free: the mean cosine similarity between two clusters' windows,
