@@ -35,9 +35,9 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.diarization import CATCH_UP_SECONDS  # noqa: E402
 from services.diarization_backends.base import SpeakerTurn  # noqa: E402
 from services.diarization_backends.embedded import EmbeddedBackend, StreamingDiarizer  # noqa: E402
+from services.session_speakers import CATCH_UP_SECONDS  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 AMI_URIS = ("dev00", "dev01", "trn00", "trn04", "trn07")
@@ -89,7 +89,7 @@ def render_meetings(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.wav"))
 
 
-def recordings(data: Path, folder: Path) -> list[tuple[str, np.ndarray, Annotation]]:
+def recordings(data: Path, folder: Path, *, real_only: bool = False) -> list[tuple[str, np.ndarray, Annotation]]:
     """(name, audio, reference) for every recording the bench scores, real audio first."""
     items: list[tuple[str, np.ndarray, Annotation]] = []
     for uri in AMI_URIS:
@@ -99,6 +99,8 @@ def recordings(data: Path, folder: Path) -> list[tuple[str, np.ndarray, Annotati
     if (data / "dev.rttm").exists():
         one_talker = rttm_reference(data / "dev.rttm", "dev00").crop(Span(0.0, 12.0))
         items.append(("AMI dev00 0-12 s (one talker)", read_wav(FIXTURES / "ami_dev00_12s.wav"), one_talker))
+    if real_only:
+        return items
     for name in SCRIPTED:
         items.append((f"espeak {name}", read_wav(FIXTURES / f"{name}.wav"), json_reference(FIXTURES / f"{name}.json")))
     for wav in render_meetings(folder):
@@ -117,31 +119,34 @@ def as_recorded(backend: EmbeddedBackend, audio: np.ndarray) -> tuple[list[Speak
     return recording.turns(), time.perf_counter() - started
 
 
-def score(turns: list[SpeakerTurn], reference: Annotation) -> tuple[float, float, int]:
+def score(turns: list[SpeakerTurn], reference: Annotation) -> dict[str, float]:
+    """DER (collar ±0.25 s) with its parts as % of reference speech, DER without collar, speakers."""
     hypothesis = Annotation(uri=reference.uri)
     for turn in turns:
         hypothesis[Span(turn.start, turn.end)] = turn.speaker
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "uem approximated by the union of extents": expected
-        collared = DiarizationErrorRate(collar=0.5)(reference, hypothesis)
+        parts = DiarizationErrorRate(collar=0.5)(reference, hypothesis, detailed=True)
         plain = DiarizationErrorRate(collar=0.0)(reference, hypothesis)
-    return 100 * collared, 100 * plain, len(hypothesis.labels())
+    total = max(parts["total"], 1e-9)
+    return {
+        "der": 100 * parts["diarization error rate"],
+        "missed": 100 * parts["missed detection"] / total,
+        "false_alarm": 100 * parts["false alarm"] / total,
+        "confusion": 100 * parts["confusion"] / total,
+        "der_none": 100 * plain,
+        "speakers": len(hypothesis.labels()),
+    }
 
 
 def evaluate(backend: EmbeddedBackend, audio: np.ndarray, reference: Annotation) -> dict[str, float]:
     started = time.perf_counter()
     turns = backend.diarize(audio)
     elapsed = time.perf_counter() - started
-    der_collar, der_none, speakers = score(turns, reference)
     streamed, at_stop = as_recorded(backend, audio)
-    streamed_collar, streamed_none, streamed_speakers = score(streamed, reference)
     return {
-        "der_collar": der_collar,
-        "der_none": der_none,
-        "speakers": speakers,
-        "streamed_collar": streamed_collar,
-        "streamed_none": streamed_none,
-        "streamed_speakers": streamed_speakers,
+        **{f"one_{key}": value for key, value in score(turns, reference).items()},
+        **score(streamed, reference),
         "at_stop": at_stop,
         "true_speakers": len(reference.labels()),
         "rtf": elapsed / (len(audio) / 16_000),
@@ -152,30 +157,33 @@ def evaluate(backend: EmbeddedBackend, audio: np.ndarray, reference: Annotation)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/ami"))
+    parser.add_argument("--real-only", action="store_true", help="only the AMI recordings (no espeak-ng)")
     args = parser.parse_args()
     backend = EmbeddedBackend.build()
     backend.diarize(read_wav(FIXTURES / "one_voice.wav"))  # warm-up
-    print(f"{'':38} {'as recorded (server path)':^30} | {'one call':^34}")
+    print(f"{'':38} {'as recorded (server path); DER parts in % of speech':^58} | {'one call':^28}")
     print(
-        f"{'recording':32} {'sec':>5} {'DER±0.25s':>9} {'DER none':>8} {'spk/ref':>7} {'at stop':>7} |"
-        f" {'DER±0.25s':>9} {'DER none':>8} {'spk':>3} {'s per s':>7}"
+        f"{'recording':32} {'sec':>5} {'DER±0.25s':>9} {'missed':>6} {'FA':>5} {'conf':>5} {'DER none':>8}"
+        f" {'spk/ref':>7} {'at stop':>7} | {'DER±0.25s':>9} {'DER none':>8} {'spk':>3} {'s per s':>7}"
     )
     ami: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as folder:
-        for name, audio, reference in recordings(args.data, Path(folder)):
+        for name, audio, reference in recordings(args.data, Path(folder), real_only=args.real_only):
             r = evaluate(backend, audio, reference)
             if name.startswith("AMI") and "one talker" not in name:
                 ami.append(r)
             print(
-                f"{name:32} {r['seconds']:5.1f} {r['streamed_collar']:8.1f}% {r['streamed_none']:7.1f}% "
-                f"{r['streamed_speakers']:>3}/{r['true_speakers']:<3} {r['at_stop']:6.2f}s |"
-                f" {r['der_collar']:8.1f}% {r['der_none']:7.1f}% {r['speakers']:>3} {r['rtf']:7.3f}"
+                f"{name:32} {r['seconds']:5.1f} {r['der']:8.1f}% {r['missed']:5.1f}% {r['false_alarm']:4.1f}%"
+                f" {r['confusion']:4.1f}% {r['der_none']:7.1f}% {r['speakers']:>3}/{r['true_speakers']:<3}"
+                f" {r['at_stop']:6.2f}s | {r['one_der']:8.1f}% {r['one_der_none']:7.1f}% {r['one_speakers']:>3}"
+                f" {r['rtf']:7.3f}"
             )
     if ami:
         mean = {key: float(np.mean([r[key] for r in ami])) for key in ami[0]}
         print(
-            f"{f'mean over {len(ami)} AMI excerpts':32} {'':5} {mean['streamed_collar']:8.1f}% "
-            f"{mean['streamed_none']:7.1f}% {'':7} {'':7} | {mean['der_collar']:8.1f}% {mean['der_none']:7.1f}%"
+            f"{f'mean over {len(ami)} AMI excerpts':32} {'':5} {mean['der']:8.1f}% {mean['missed']:5.1f}%"
+            f" {mean['false_alarm']:4.1f}% {mean['confusion']:4.1f}% {mean['der_none']:7.1f}% {'':7} {'':7} |"
+            f" {mean['one_der']:8.1f}% {mean['one_der_none']:7.1f}%"
         )
     print("\nPublished pyannote figures (full test sets, for orientation only, GPU):")
     for label, der in PUBLISHED:

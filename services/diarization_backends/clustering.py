@@ -4,7 +4,8 @@ Offline: one average-linkage tree (cosine distance), cut at every level up to `M
 cut, clusters of at least `MIN_CLUSTER_WINDOWS` windows are speakers, and must all be told apart
 by the separation test below, or the cut is refused; a two-window cluster (one short turn) is a
 speaker too when it passes a stricter test; anything else is a stray window (a cough, a word in
-overlap) that joins the nearest speaker. The accepted cut with the most speakers wins (at most
+overlap) that joins the nearest speaker. A cut that leaves more than `MAX_STRAY_SHARE` of the
+windows as strays is refused. The accepted cut with the most speakers wins (at most
 `MAX_AUTO_SPEAKERS`), so the count comes out by itself, and a split of one voice is never accepted.
 
 The separation test is scale-free: the mean cosine similarity between two clusters' windows,
@@ -35,6 +36,9 @@ SEPARATION = 0.65
 """Between/within similarity ratio at or above which two clusters are one voice."""
 SMALL_SEPARATION = 0.5
 """A two-window cluster (one short turn) is a speaker only below this stricter ratio, else a stray."""
+MAX_STRAY_SHARE = 0.25
+"""A cut that leaves more than this share of windows outside its speakers is refused: deep in the
+tree, one voice's windows fall into small tight sub-clusters that pass the test against each other."""
 ONLINE_SIMILARITY = 0.5
 """Live: cosine similarity to a centroid needed to reuse that speaker."""
 
@@ -79,6 +83,8 @@ def _speakers(similarity: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
             continue
         if all(_ratio(similarity, members[pair], members[other]) < SMALL_SEPARATION for other in big):
             big.append(pair)
+    if sum(len(members[int(k)]) for k in big) < (1 - MAX_STRAY_SHARE) * len(labels):
+        return None
     return np.array(big)
 
 
