@@ -70,6 +70,8 @@ let ticker = null;
 let quietSince = 0;
 let wakeLock = null;
 let pendingUpload = null; // {id, name}
+let awaiting = null; // id of the meeting the panes wait for (awaitStored)
+let pendingOpen = null; // id of a listed meeting opened while still queued or processing
 
 const view = new TranscriptView($("transcript"), $("jump"), renameSpeaker);
 const nameOf = (raw) => names[raw] || speakerName(raw);
@@ -138,6 +140,8 @@ function updateTitle() {
 
 /** Empty transcript, summary and bar: ready for a new meeting. */
 function resetView() {
+  awaiting = null;
+  pendingOpen = null;
   segments = [];
   result = null;
   custom = {};
@@ -391,9 +395,10 @@ function showStored(m) {
   remember(m.id, "done");
 }
 
-/** Wait until meeting `id` is finished in the store, then show it. */
+/** Wait until meeting `id` is finished in the store, then show it (unless the page moved on). */
 async function awaitStored(id) {
-  for (;;) {
+  awaiting = id;
+  while (awaiting === id) {
     let m = null;
     try {
       m = await getMeeting(id);
@@ -405,7 +410,9 @@ async function awaitStored(id) {
         return;
       }
     }
+    if (awaiting !== id) return;
     if (m && FINISHED.has(m.status)) {
+      awaiting = null;
       if (!BUSY.has(state) || state === "finishing") showStored(m);
       panel.load();
       return;
@@ -424,9 +431,9 @@ async function openMeeting(id) {
     const m = await getMeeting(id);
     if (FINISHED.has(m.status)) showStored(m);
     else {
+      pendingOpen = id;
+      panel.watch(id);
       say(`“${m.title || "Untitled meeting"}” is still ${m.status}; it opens when it is done.`);
-      setState("finishing");
-      awaitStored(id);
     }
   } catch (err) {
     showNotice(`That meeting could not be opened: ${err.message}`, "error");
@@ -435,6 +442,10 @@ async function openMeeting(id) {
 
 /** A watched meeting changed (polled): follow the upload the person is waiting for. */
 function meetingChanged(m) {
+  if (m.id === pendingOpen && FINISHED.has(m.status)) {
+    pendingOpen = null;
+    if (!BUSY.has(state)) showStored(m);
+  }
   if (!pendingUpload || m.id !== pendingUpload.id) return;
   const name = pendingUpload.name;
   if (m.status === "processing") uploadSay(`“${name}” is being transcribed…`, "info");
