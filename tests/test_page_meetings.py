@@ -18,12 +18,14 @@ from tests.test_page import ALLOW_MIC, FAKE_MIC, Watch, launch, transcript_text,
 
 ROOT = Path(__file__).resolve().parent.parent
 UPLOAD = ROOT / "tests" / "fixtures" / "one_voice.wav"
+TOO_BIG = ROOT / "tests" / "fixtures" / "meeting_two_voices.wav"
 FINAL_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = make_settings(tmp_path_factory.mktemp("page_meetings"), resume_grace_seconds=30)
+    # MAX_UPLOAD_MB between the two upload fixtures: one_voice.wav (0.32 MB) fits, TOO_BIG does not.
+    settings = make_settings(tmp_path_factory.mktemp("page_meetings"), resume_grace_seconds=30, max_upload_mb=0.5)
     with run_server(settings) as base_url:
         yield base_url
 
@@ -168,7 +170,12 @@ def test_upload_then_open_rename_export_delete(browser: Browser, server: str) ->
     expect(page.locator("#upload-status")).to_contain_text("not a recording", timeout=10_000)
     expect(page.locator("#upload-status")).to_have_attribute("data-kind", "error")
     expect(page.locator("#drop-overlay")).to_be_hidden()
-    watch.problems = [p for p in watch.problems if "415" not in p]  # the expected refusal (and its console line)
+    # A recording over MAX_UPLOAD_MB: said so, with the server's limit.
+    page.set_input_files("#upload-file", str(TOO_BIG))
+    expect(page.locator("#upload-status")).to_contain_text("too large", timeout=10_000)
+    expect(page.locator("#upload-status")).to_contain_text("MAX_UPLOAD_MB (0.5 MB)")
+    # The expected refusals (and their console lines).
+    watch.problems = [p for p in watch.problems if "415" not in p and "413" not in p]
 
     before = set(meeting_ids(page, server))
     page.set_input_files("#upload-file", str(UPLOAD))
