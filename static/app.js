@@ -1,165 +1,96 @@
-// The recording page: wires the recorder, the server session and the views.
+// The recording page: wires the recorder and the server session to the meeting on screen
+// (shown-meeting.js), the stored meetings and uploads.
 //
 // Page states: idle -> starting -> recording -> finishing -> done (or failed);
-// from done/failed/idle, Record starts a new recording.
+// from done/failed/idle, Record starts a new recording. After a reload during a
+// recording the page re-attaches to it: interrupted -> (Continue) recording, or
+// (Finish) finishing. "done" is also the state of a stored meeting opened from the list.
 
-import {
-  clock,
-  displayNames,
-  fileStem,
-  relabelSummary,
-  speakerName,
-  toJSON,
-  toMarkdown,
-  toPlainText,
-  toSRT,
-  toVTT,
-  upsertSegment,
-} from "./format.js";
+import { getMeeting, setToken } from "./api.js";
+import { forget, recall, remember, takeToken } from "./current.js";
+import { clock, upsertSegment } from "./format.js";
+import { $, FINISHED, STATUS_WORDS, markStage, page, say, setState, showNotice, ui, updateTitle } from "./page-state.js";
 import { MicrophoneError, Recorder } from "./recorder.js";
 import { MeetingSession } from "./session.js";
-import { renderSummary } from "./summary-view.js";
-import { TranscriptView } from "./transcript-view.js";
+import {
+  awaitStored,
+  exports,
+  panel,
+  resetView,
+  show,
+  showFinal,
+  showStored,
+  uploadAccepted,
+  uploadSay,
+} from "./shown-meeting.js";
+import { setupUpload } from "./upload.js";
 
-const $ = (id) => document.getElementById(id);
-const ui = {
-  record: $("record"),
-  label: document.querySelector("#record .label"),
-  clock: $("clock"),
-  level: $("level"),
-  title: $("title"),
-  stages: $("stages"),
-  status: $("status"),
-  notice: $("notice"),
-  link: $("link"),
-  summary: $("summary"),
-  placeholder: $("summary-placeholder"),
-  toast: $("toast"),
-  wav: $("download-wav"),
-};
-
-const STATUS_WORDS = {
-  recording: "Recording. The transcript appears as people speak.",
-  queued: "Waiting for a free transcriber…",
-  transcribing: "Transcribing the audio…",
-  diarizing: "Working out who said what…",
-  summarizing: "Writing the summary…",
-  done: "Done. The summary is ready.",
-};
-const STAGE_OF = { recording: "recording", queued: "transcribing", transcribing: "transcribing", diarizing: "diarizing", summarizing: "summarizing", done: "done" };
 const SILENCE_HINT_AFTER_S = 6;
+const INTERRUPTED_WORDS =
+  "This recording was still running when the page reloaded, and the server kept it. " +
+  "Press Continue recording to go on in the same meeting, or Finish to end it now.";
 
 const token = takeToken();
+setToken(token);
 const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
 
-/**
- * The access token from the page link: `#token=…` (a fragment never reaches the server) or the
- * older `?token=…`. It is then removed from the address bar and history, and the socket carries
- * it in a subprotocol (session.js), never in its URL.
- */
-function takeToken() {
-  const hash = new URLSearchParams(location.hash.slice(1));
-  const query = new URLSearchParams(location.search);
-  const found = hash.get("token") || query.get("token");
-  if (found) {
-    hash.delete("token");
-    query.delete("token");
-    const search = query.toString() ? `?${query}` : "";
-    const fragment = hash.toString() ? `#${hash}` : "";
-    history.replaceState(history.state, "", `${location.pathname}${search}${fragment}`);
-  }
-  return found;
-}
-
-let state = "idle";
-let session = null;
 let recorder = null;
-let segments = [];
-let result = null; // {final, resumedAt}
-let recordedAt = null;
-let custom = {}; // speaker names the person typed
-let names = {}; // raw label -> name shown
 let ticker = null;
 let quietSince = 0;
 let wakeLock = null;
 
-const view = new TranscriptView($("transcript"), $("jump"), renameSpeaker);
-const nameOf = (raw) => names[raw] || speakerName(raw);
-
-// ---- state and status -------------------------------------------------------
-
-function setState(next) {
-  state = next;
-  document.body.dataset.state = next;
-  const recording = next === "recording";
-  ui.record.setAttribute("aria-pressed", String(recording));
-  const busy = next === "starting" || next === "finishing";
-  ui.record.setAttribute("aria-disabled", String(busy));
-  ui.label.textContent = { starting: "Starting…", recording: "Stop", finishing: "Finishing…" }[next] || "Record";
-  ui.record.setAttribute("aria-label", recording ? "Stop recording" : busy ? ui.label.textContent : "Start recording");
-  ui.title.disabled = next !== "idle" && next !== "done" && next !== "failed";
-  updateTitle();
-}
-
-function say(text) {
-  ui.status.textContent = text;
-}
-
-function showNotice(text, kind = "error") {
-  ui.notice.textContent = text;
-  ui.notice.dataset.kind = kind;
-  ui.notice.hidden = !text;
-}
-
-function toast(text) {
-  ui.toast.textContent = text;
-  ui.toast.classList.add("show");
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => ui.toast.classList.remove("show"), 2200);
-}
-
-function markStage(status) {
-  const stage = STAGE_OF[status];
-  if (!stage) return;
-  let reached = true;
-  for (const li of ui.stages.children) {
-    const current = li.dataset.stage === stage;
-    li.classList.toggle("current", current && stage !== "done");
-    li.classList.toggle("complete", (reached && !current) || (current && stage === "done"));
-    if (current) reached = false;
-  }
-}
-
-function updateTitle() {
-  const base = "Meeting notes";
-  document.title = state === "recording" ? `● ${ui.clock.textContent} Recording – ${base}` : base;
-}
-
 // ---- recording ----------------------------------------------------------------
 
 async function startRecording() {
-  segments = [];
-  result = null;
-  custom = {};
-  names = {};
-  view.clear();
-  ui.summary.replaceChildren();
-  ui.placeholder.hidden = false;
-  ui.wav.hidden = true;
-  showNotice("");
-  setExportsEnabled(false);
-  markStage("");
-  for (const li of ui.stages.children) li.className = "";
+  resetView();
+  forget();
   setState("starting");
   say("Asking for the microphone…");
+  const s = new MeetingSession({ url: wsUrl, sampleRate: 16000, title: ui.title.value.trim() || null, token });
+  page.session = s;
+  if (!(await startCapture(s))) {
+    page.session = null;
+    return;
+  }
+  listen(s);
+  s.start();
+  page.recordedAt = new Date();
+  capturing();
+}
 
-  session = new MeetingSession({ url: wsUrl, sampleRate: 16000, title: ui.title.value.trim() || null, token });
-  const s = session;
+/** Re-attach to the recording this tab was making before a reload (the server keeps it a while). */
+function reattach(id) {
+  resetView();
+  const s = new MeetingSession({ url: wsUrl, sampleRate: 16000, token, resumeId: id });
+  page.session = s;
+  page.recordedAt = null;
+  listen(s);
+  s.start();
+  setState("interrupted");
+  say("Reconnecting to the recording that was running before the page reloaded…");
+}
+
+/** Interrupted -> recording: the microphone feeds the re-attached session. */
+async function continueRecording() {
+  setState("starting");
+  say("Asking for the microphone…");
+  if (await startCapture(page.session, "interrupted")) capturing();
+}
+
+function finishInterrupted() {
+  if (page.state !== "interrupted") return;
+  setState("finishing");
+  say("Finishing the recording with the audio the server has…");
+  page.session?.stop();
+}
+
+/** Start the microphone into session `s`; false (and the reason shown) when it cannot. */
+async function startCapture(s, fallbackState = "idle") {
   recorder = new Recorder({
     onFrame: (pcm) => s.send(pcm),
     onLevel: showLevel,
     onEnded: () => {
-      if (state === "recording") {
+      if (page.state === "recording") {
         showNotice("The microphone stopped (unplugged or switched off). The recording so far is being finished.", "warning");
         stopRecording();
       }
@@ -167,18 +98,18 @@ async function startRecording() {
   });
   try {
     await recorder.start();
+    return true;
   } catch (err) {
     recorder = null;
-    session = null;
-    setState("idle");
+    setState(fallbackState);
     const message = err instanceof MicrophoneError ? err.message : `Recording could not start: ${err.message || err}`;
     say(message);
     showNotice(message, "error");
-    return;
+    return false;
   }
-  listen(s);
-  s.start();
-  recordedAt = new Date();
+}
+
+function capturing() {
   quietSince = performance.now();
   setState("recording");
   markStage("recording");
@@ -189,7 +120,7 @@ async function startRecording() {
 }
 
 async function stopRecording() {
-  if (state !== "recording") return;
+  if (page.state !== "recording") return;
   setState("finishing");
   say("Finishing: sending the last of the audio…");
   clearInterval(ticker);
@@ -199,13 +130,13 @@ async function stopRecording() {
   const r = recorder;
   recorder = null;
   if (r) await r.stop();
-  session?.stop();
+  page.session?.stop();
 }
 
 function tick() {
-  ui.clock.textContent = clock(session ? session.audio.seconds : 0);
+  ui.clock.textContent = clock(page.session ? page.session.seconds : 0);
   updateTitle();
-  if (state === "recording" && performance.now() - quietSince > SILENCE_HINT_AFTER_S * 1000) {
+  if (page.state === "recording" && performance.now() - quietSince > SILENCE_HINT_AFTER_S * 1000) {
     if (ui.notice.hidden) showNotice("We can't hear anything. Check that the microphone is not muted.", "hint");
   }
 }
@@ -235,176 +166,112 @@ async function keepAwake(on) {
 
 // ---- server events ----------------------------------------------------------------
 
+function statusWords(detail) {
+  const recording = page.state === "recording";
+  if (detail.resumed) return page.state === "interrupted" ? INTERRUPTED_WORDS : "Reconnected: recording continues in the same session.";
+  if (page.state === "interrupted" && detail.status === "recording") return null;
+  let words = STATUS_WORDS[detail.status] || detail.message || detail.status;
+  if (detail.status === "queued" && recording) words = "Recording. The server is busy, so the live text may lag; nothing is lost.";
+  if (detail.status === "done" && !page.result) words = "Done. Putting the results together…";
+  if (typeof detail.lag === "number" && detail.lag >= 3 && recording) words += ` Live text is about ${Math.round(detail.lag)} s behind.`;
+  return words;
+}
+
 function listen(s) {
-  s.addEventListener("status", ({ detail }) => {
-    if (s !== session) return;
+  const mine = (handler) => (e) => s === page.session && handler(e.detail);
+  s.addEventListener("session", mine(({ id }) => remember(id, "recording")));
+  s.addEventListener("status", mine((detail) => {
     markStage(detail.status);
-    let words = STATUS_WORDS[detail.status] || detail.message || detail.status;
-    if (detail.status === "queued" && state === "recording") {
-      words = "Recording. The server is busy, so the live text may lag; nothing is lost.";
-    }
-    if (detail.status === "done" && !result) words = "Done. Putting the results together…";
-    if (typeof detail.lag === "number" && detail.lag >= 3 && state === "recording") {
-      words += ` Live text is about ${Math.round(detail.lag)} s behind.`;
-    }
-    say(words);
-  });
-  s.addEventListener("segment", ({ detail }) => {
-    if (s !== session || result) return;
-    segments = upsertSegment(segments, detail);
+    const words = statusWords(detail);
+    if (words) say(words);
+  }));
+  s.addEventListener("segment", mine((detail) => {
+    if (page.result) return;
+    page.segments = upsertSegment(page.segments, detail);
     show();
-    setExportsEnabled(true);
-  });
-  s.addEventListener("retract", ({ detail }) => {
-    if (s !== session) return;
-    segments = segments.filter((seg) => seg.committed || seg.epoch !== detail.epoch);
+    exports.enable(true);
+  }));
+  s.addEventListener("retract", mine((detail) => {
+    page.segments = page.segments.filter((seg) => seg.committed || seg.epoch !== detail.epoch);
     show();
-  });
-  s.addEventListener("final", ({ detail }) => {
-    if (s !== session) return;
-    result = detail;
-    segments = detail.segments;
-    names = displayNames(segments, custom);
-    view.setNames(names);
-    view.replaceAll(segments);
-    showSummary();
-    setExportsEnabled(segments.length > 0 || !!detail.final.summary);
+  }));
+  s.addEventListener("fallback", mine(({ message }) => {
+    s.fallbackNote = message;
+    showNotice(message, "warning");
+    say(message);
+  }));
+  s.addEventListener("orphaned", mine(({ sessionId }) => {
+    clearInterval(ticker);
+    recorder?.stop();
+    recorder = null;
+    setState("finishing");
+    say("The server finished this recording on its own; loading it…");
+    showNotice("");
+    awaitStored(sessionId);
+  }));
+  s.addEventListener("final", mine((detail) => {
+    showFinal(detail);
     markStage("done");
     setState("done");
-    say(segments.length ? STATUS_WORDS.done : "Done. No speech was recognised in this recording.");
-    if (ui.notice.dataset.kind !== "error") showNotice("");
-  });
-  s.addEventListener("problem", ({ detail }) => {
-    if (s !== session) return;
+    say(page.segments.length ? STATUS_WORDS.done : "Done. No speech was recognised in this recording.");
+    if (ui.notice.dataset.kind !== "error" && !s.fallbackNote) showNotice("");
+  }));
+  s.addEventListener("problem", mine((detail) => showNotice(detail.message, "error")));
+  s.addEventListener("link", mine((detail) => onLink(s, detail)));
+}
+
+function onLink(s, detail) {
+  ui.link.hidden = detail.state === "open" || detail.state === "closed" || detail.state === "connecting";
+  ui.link.textContent = detail.state === "lost" ? "Reconnecting…" : detail.state === "failed" ? "Offline" : "";
+  if (detail.state === "lost") {
+    showNotice(detail.message, "warning");
+    say(detail.message);
+  } else if (detail.state === "open" && ui.notice.dataset.kind === "warning" && !s.fallbackNote) {
+    showNotice("Reconnected. The audio captured meanwhile has been sent.", "info");
+  } else if (detail.state === "failed") {
     showNotice(detail.message, "error");
-  });
-  s.addEventListener("link", ({ detail }) => {
-    if (s !== session) return;
-    ui.link.hidden = detail.state === "open" || detail.state === "closed" || detail.state === "connecting";
-    ui.link.textContent = detail.state === "lost" ? "Reconnecting…" : detail.state === "failed" ? "Offline" : "";
-    if (detail.state === "lost") {
-      showNotice(detail.message, "warning");
+    say(detail.message);
+    ui.wav.hidden = s.audio.total === 0;
+    forget();
+    const settle = () => {
+      setState("failed");
       say(detail.message);
-    } else if (detail.state === "open" && ui.notice.dataset.kind === "warning") {
-      showNotice("Reconnected. The audio captured meanwhile has been sent.", "info");
-      if (state === "recording") say(STATUS_WORDS.recording);
-    } else if (detail.state === "failed") {
-      showNotice(detail.message, "error");
-      say(detail.message);
-      ui.wav.hidden = s.audio.total === 0;
-      const settle = () => {
-        setState("failed");
-        say(detail.message);
-      };
-      if (state === "recording") stopRecording().then(settle);
-      else settle();
-    }
-  });
-}
-
-// ---- speakers ----------------------------------------------------------------
-
-function show() {
-  names = displayNames(segments, custom);
-  view.setNames(names);
-  view.render(segments);
-}
-
-function showSummary() {
-  if (!result) return;
-  renderSummary(ui.summary, {
-    summary: relabelSummary(result.final.summary, names),
-    provider: result.final.provider,
-    errors: result.final.errors,
-    resumedAt: result.resumedAt,
-    nameOf,
-    onTime: (t) => view.reveal(t),
-  });
-  ui.placeholder.hidden = true;
-}
-
-function renameSpeaker(raw) {
-  const current = nameOf(raw);
-  const next = window.prompt(`Name for “${current}” (used in the transcript, summary and exports)`, current);
-  if (next == null) return;
-  custom = { ...custom, [raw]: next.trim() };
-  names = displayNames(segments, custom);
-  view.setNames(names);
-  showSummary();
-}
-
-// ---- exports ----------------------------------------------------------------
-
-function setExportsEnabled(on) {
-  for (const id of ["copy", "download-md", "download-json", "download-srt", "download-vtt"]) $(id).disabled = !on;
-}
-
-function doc() {
-  return {
-    title: ui.title.value.trim() || null,
-    recordedAt: recordedAt || new Date(),
-    duration: session ? session.audio.seconds : 0,
-    segments: segments.filter((s) => s.committed || !result),
-    summary: result ? relabelSummary(result.final.summary, names) : null,
-    names,
-    sessionId: result ? result.final.session_id : null,
-    provider: result ? result.final.provider : null,
-  };
-}
-
-function download(text, ext, type) {
-  const blob = text instanceof Blob ? text : new Blob([text], { type: `${type};charset=utf-8` });
-  const url = URL.createObjectURL(blob);
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = `${fileStem(ui.title.value.trim(), recordedAt || new Date())}.${ext}`;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
-  toast(`Downloaded ${a.download}`);
-}
-
-async function copyTranscript() {
-  const text = toPlainText(doc().segments, names);
-  try {
-    await navigator.clipboard.writeText(text);
-  } catch {
-    // Clipboard API refused (permissions, focus): fall back to a selection copy.
-    const area = document.createElement("textarea");
-    area.value = text;
-    area.setAttribute("readonly", "");
-    area.style.position = "fixed";
-    area.style.opacity = "0";
-    document.body.append(area);
-    area.select();
-    document.execCommand("copy");
-    area.remove();
+    };
+    if (page.state === "recording") stopRecording().then(settle);
+    else settle();
   }
-  toast("Transcript copied");
 }
 
-$("copy").addEventListener("click", copyTranscript);
-$("download-md").addEventListener("click", () => download(toMarkdown(doc()), "md", "text/markdown"));
-$("download-json").addEventListener("click", () => download(toJSON(doc()), "json", "application/json"));
-$("download-srt").addEventListener("click", () => download(toSRT(doc().segments, names), "srt", "application/x-subrip"));
-$("download-vtt").addEventListener("click", () => download(toVTT(doc().segments, names), "vtt", "text/vtt"));
-ui.wav.addEventListener("click", () => session && download(session.audio.toWav(), "wav", "audio/wav"));
-
-// ---- the button ----------------------------------------------------------------
+// ---- the buttons ----------------------------------------------------------------
 
 ui.record.addEventListener("click", () => {
+  const state = page.state;
   if (state === "idle" || state === "done" || state === "failed") startRecording();
   else if (state === "recording") stopRecording();
+  else if (state === "interrupted") continueRecording();
   else if (state === "starting") say("Waiting for the microphone… allow it in the browser's prompt.");
   else if (state === "finishing") say("Still finishing the last recording. The summary will appear here shortly.");
 });
+ui.finish.addEventListener("click", finishInterrupted);
+
+setupUpload({ button: $("upload"), input: $("upload-file"), overlay: $("drop-overlay"), say: uploadSay, onAccepted: uploadAccepted });
 
 window.addEventListener("beforeunload", (e) => {
-  if (state === "recording" || state === "finishing" || state === "starting") {
+  if (page.state === "recording" || page.state === "finishing" || page.state === "starting") {
     e.preventDefault();
     e.returnValue = "";
   }
 });
 
+// ---- start-up: the meeting this tab had on screen before a reload -----------------------
+
 setState("idle");
+panel.load();
+const kept = recall();
+if (kept?.phase === "recording") reattach(kept.id);
+else if (kept?.phase === "done") {
+  getMeeting(kept.id).then(
+    (m) => (FINISHED.has(m.status) ? showStored(m) : awaitStored(m.id)),
+    () => forget(),
+  );
+}

@@ -1,23 +1,33 @@
 // One recording's conversation with the server over /ws, surviving dropped
-// connections.
+// connections and page reloads.
 //
 // Every captured frame goes into an AudioStore first and is sent when a socket
-// is open. If the socket drops before `final`, the session reconnects (a new
-// server session), resends the audio from the end of the last committed segment
-// and carries on; times and segment keys of the new connection are shifted so
-// the transcript stays continuous. After `stop` it keeps trying for a while,
-// then gives up and leaves the audio for download.
+// is open. If the socket drops before `final`, the session reconnects (jittered
+// exponential back-off) and asks the server to resume the same server session
+// (`start` with `resume`); the server answers with the seconds of audio it holds
+// (`received_seconds`) and replays the transcript, and the audio after that point
+// is sent. Only when the server no longer knows the session (`unknown_session`)
+// does a new server session start, fed from the end of the last committed
+// segment; its times are shifted so the transcript stays continuous.
+//
+// A session built with `resumeId` re-attaches to a recording this tab started
+// before a page reload: its local audio starts where the server's ends.
 //
 // Events (CustomEvent, data in `detail`):
-//   status   {status, message, lag, sessionId}
-//   segment  {key, start, end, text, speaker, committed}
-//   retract  {epoch}           drop tentative segments of a lost connection
+//   session  {id}              the server session this recording now feeds
+//   status   {status, message, lag, sessionId, resumed}
+//   segment  {key, epoch, start, end, text, speaker, committed}
+//   retract  {epoch}           drop tentative segments of an abandoned server session
 //   final    {final, segments, resumedAt}   resumedAt > 0 when the summary
 //                                           only covers audio from that time
 //   problem  {code, message}   a server error message
 //   link     {state: "connecting"|"open"|"lost"|"failed"|"closed", message}
+//   fallback {at, message}     the server lost the session: a new one starts at `at` s
+//   orphaned {sessionId}       the server finished the recording without us (the
+//                              stop had been sent, or it was given up): read it from the store
 
 import { AudioStore } from "./audio-store.js";
+import { clock } from "./format.js";
 
 // Backlog (audio captured while disconnected) goes out in 1 s frames, at most
 // 50 per half second: far under the server's frame-rate and frame-size limits.
@@ -25,6 +35,7 @@ const RESEND_FRAME_S = 1;
 const RESEND_BURST = 50;
 const RESEND_PAUSE_MS = 500;
 const MAX_RETRIES_AFTER_STOP = 8;
+const MAX_DELAY_S = 10;
 const REFUSED =
   "The server refused the connection. If you were given a link with an access token (…#token=…), open that exact link and try again.";
 
@@ -42,11 +53,17 @@ function base64url(text) {
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
+/** Seconds to wait before retry number `n`: exponential, capped, with jitter so clients spread out. */
+export function backoff(n, base) {
+  const capped = Math.min(MAX_DELAY_S, base * 2 ** n);
+  return capped * (0.5 + Math.random() * 0.5);
+}
+
 export class MeetingSession extends EventTarget {
   /**
-   * @param {object} opts {url, sampleRate, title, language, token}
+   * @param {object} opts {url, sampleRate, title, language, token, resumeId}
    */
-  constructor({ url, sampleRate, title = null, language = null, token = null }) {
+  constructor({ url, sampleRate, title = null, language = null, token = null, resumeId = null }) {
     super();
     this.url = url;
     this.rate = sampleRate;
@@ -55,10 +72,15 @@ export class MeetingSession extends EventTarget {
     // (and so out of access logs). The server answers with the plain "meeting-assistant".
     this.protocols = token ? ["meeting-assistant", `meeting-assistant.token.${base64url(token)}`] : undefined;
     this.audio = new AudioStore(sampleRate);
+    this.sessionId = resumeId;
+    this.attaching = !!resumeId; // local audio's place on the server's timeline comes with `resumed`
+    // One timeline per server session: local sample `audioBase` is its sample 0, and its times
+    // are shown `timeBase` seconds later. A resumed session keeps its timeline.
+    this.timeline = { index: 0, audioBase: 0, timeBase: 0, committedEnd: 0 };
     this.conn = null;
-    this.epoch = 0;
-    this.committed = []; // committed segments of every connection so far
+    this.committed = []; // committed segments of every timeline so far
     this.stopRequested = false;
+    this.stopSentEver = false;
     this.finished = false;
     this.failed = false;
     this.retries = 0;
@@ -71,16 +93,22 @@ export class MeetingSession extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
+  /** Seconds of the meeting so far (on the timeline the transcript shows). */
+  get seconds() {
+    const t = this.timeline;
+    return Math.max(0, (this.audio.total - t.audioBase) / this.rate + t.timeBase);
+  }
+
   /** Open the first connection. */
   start() {
-    this.open(0);
+    this.open();
   }
 
   /** Keep a captured frame and send it if connected. */
   send(pcm) {
     if (this.finished || this.failed) return;
     const c = this.conn;
-    const caughtUp = c && c.sentTo === this.audio.total && !c.pumpTimer;
+    const caughtUp = c && c.ready && c.sentTo === this.audio.total && !c.pumpTimer;
     this.audio.push(pcm);
     if (caughtUp && c.ws.readyState === WebSocket.OPEN && !c.stopSent) {
       c.ws.send(pcm);
@@ -94,12 +122,12 @@ export class MeetingSession extends EventTarget {
     this.stopRequested = true;
     const c = this.conn;
     if (c && c.ws.readyState === WebSocket.OPEN) {
-      if (!c.pumpTimer) this.pump(c); // sends stop once all audio is out
+      if (c.ready && !c.pumpTimer) this.pump(c); // sends stop once all audio is out
     } else if (this.retryTimer) {
       // Waiting to reconnect: try now rather than after the back-off.
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
-      this.open(this.resumeFrom(c));
+      this.open();
     }
   }
 
@@ -113,7 +141,7 @@ export class MeetingSession extends EventTarget {
   /** Send the audio this connection has not had yet (captured while connecting or disconnected). */
   pump(c) {
     c.pumpTimer = null;
-    if (c !== this.conn || c.ws.readyState !== WebSocket.OPEN || c.stopSent) return;
+    if (c !== this.conn || !c.ready || c.ws.readyState !== WebSocket.OPEN || c.stopSent) return;
     let budget = RESEND_BURST;
     for (const pcm of this.audio.framesFrom(c.sentTo, this.rate * RESEND_FRAME_S)) {
       if (budget-- <= 0) break;
@@ -126,35 +154,84 @@ export class MeetingSession extends EventTarget {
 
   sendStop(c) {
     c.stopSent = true;
+    this.stopSentEver = true;
     c.ws.send(JSON.stringify({ type: "stop" }));
   }
 
-  open(baseSample) {
+  open() {
     const ws = new WebSocket(this.url, this.protocols);
     ws.binaryType = "arraybuffer";
-    const c = {
-      ws,
-      epoch: this.epoch++,
-      base: baseSample, // first sample of this connection's audio
-      sentTo: baseSample, // next sample to send
-      committedEnd: 0, // seconds, in this connection's timeline
-      opened: false,
-      stopSent: false,
-      heard: false,
-      pumpTimer: null,
-    };
+    // `ready`: the server session is settled (fresh, or resumed) and audio may flow.
+    const c = { ws, ready: false, resuming: false, sentTo: 0, opened: false, stopSent: false, heard: false, pumpTimer: null };
     this.conn = c;
     this.busy = false;
     this.emit("link", { state: "connecting", message: "" });
     ws.onopen = () => {
       c.opened = true;
       this.handshakeFailures = 0;
-      ws.send(JSON.stringify(this.startMessage));
-      this.emit("link", { state: "open", message: "" });
-      this.pump(c);
+      if (this.sessionId) {
+        c.resuming = true;
+        ws.send(JSON.stringify({ ...this.startMessage, resume: this.sessionId }));
+      } else {
+        this.startFresh(c);
+      }
     };
     ws.onmessage = (e) => this.receive(c, e.data);
     ws.onclose = (e) => this.closed(c, e);
+  }
+
+  /** A new server session on `c`, fed from the start of the current timeline. */
+  startFresh(c) {
+    c.resuming = false;
+    c.ready = true;
+    c.sentTo = Math.max(this.audio.first, this.timeline.audioBase);
+    c.ws.send(JSON.stringify(this.startMessage));
+    if (c.socketId) this.adopt(c.socketId);
+    this.emit("link", { state: "open", message: "" });
+    this.pump(c);
+  }
+
+  adopt(id) {
+    if (id && id !== this.sessionId) {
+      this.sessionId = id;
+      this.emit("session", { id });
+    }
+  }
+
+  /** The server holds `receivedSeconds` of this session: send what follows. */
+  resumed(c, receivedSeconds) {
+    const received = Math.round(receivedSeconds * this.rate);
+    if (this.attaching) {
+      this.timeline.audioBase = this.audio.total - received;
+      this.attaching = false;
+    }
+    c.resuming = false;
+    c.ready = true;
+    c.sentTo = Math.min(this.audio.total, Math.max(this.audio.first, this.timeline.audioBase + received));
+    this.emit("link", { state: "open", message: "", resumed: true });
+    this.pump(c);
+  }
+
+  /** The server does not know the session any more. */
+  unknownSession(c) {
+    if (this.stopSentEver || this.attaching) {
+      // It was finished without us (stop had reached it, or nobody came back in time): it is stored.
+      this.finished = true;
+      this.emit("orphaned", { sessionId: this.sessionId });
+      c.ws.close(1000);
+      return;
+    }
+    const old = this.timeline;
+    const end = old.audioBase + Math.floor(old.committedEnd * this.rate);
+    const from = Math.min(this.audio.total, Math.max(this.audio.first, end));
+    this.emit("retract", { epoch: old.index });
+    this.timeline = { index: old.index + 1, audioBase: from, timeBase: old.timeBase + (from - old.audioBase) / this.rate, committedEnd: 0 };
+    this.sessionId = null;
+    this.emit("fallback", {
+      at: this.timeline.timeBase,
+      message: `The server no longer had this recording, so a new session continues it from ${clock(this.timeline.timeBase)}.`,
+    });
+    this.startFresh(c); // the socket stays open for a plain start
   }
 
   receive(c, data) {
@@ -169,45 +246,57 @@ export class MeetingSession extends EventTarget {
       c.heard = true;
       this.retries = 0;
     }
-    const offset = c.base / this.rate;
+    const t = this.timeline;
     switch (msg.type) {
       case "status":
-        this.emit("status", { status: msg.status, message: msg.message || "", lag: msg.lag, sessionId: msg.session_id });
+        if (!c.socketId) c.socketId = msg.session_id; // the id this socket would have on its own
+        if (msg.resumed && c.resuming) {
+          this.adopt(msg.session_id);
+          this.resumed(c, Number(msg.received_seconds) || 0);
+        } else if (c.resuming) {
+          break; // the socket's own greeting, before the server read our resume
+        } else if (c.ready) {
+          this.adopt(msg.session_id);
+        }
+        this.emit("status", { status: msg.status, message: msg.message || "", lag: msg.lag, sessionId: msg.session_id, resumed: !!msg.resumed });
         break;
       case "partial_transcript": {
         const seg = {
-          key: `${c.epoch}:${msg.segment_id}`,
-          epoch: c.epoch,
-          start: (msg.start || 0) + offset,
-          end: (msg.end || msg.start || 0) + offset,
+          key: `${t.index}:${msg.segment_id}`,
+          epoch: t.index,
+          start: (msg.start || 0) + t.timeBase,
+          end: (msg.end || msg.start || 0) + t.timeBase,
           text: msg.text || "",
           speaker: msg.speaker ?? null,
           committed: !!msg.committed,
         };
         if (seg.committed) {
-          c.committedEnd = Math.max(c.committedEnd, msg.end || 0);
+          t.committedEnd = Math.max(t.committedEnd, msg.end || 0);
           this.committed = this.committed.filter((s) => s.key !== seg.key).concat([seg]);
-          this.audio.trim(c.base + Math.floor(c.committedEnd * this.rate));
+          // Everything since the start is kept (a resume may ask for any of it); only audio
+          // older than the store's limit that is committed may go.
+          this.audio.trim(t.audioBase + Math.floor(t.committedEnd * this.rate));
         }
         this.emit("segment", seg);
         break;
       }
       case "final": {
         this.finished = true;
-        const earlier = this.committed.filter((s) => s.epoch < c.epoch);
+        const earlier = this.committed.filter((s) => s.epoch < t.index);
         const own = (msg.segments || []).map((s, i) => ({
-          key: `${c.epoch}:final:${i}`,
-          epoch: c.epoch,
-          start: (s.start || 0) + offset,
-          end: (s.end || s.start || 0) + offset,
+          key: `${t.index}:final:${i}`,
+          epoch: t.index,
+          start: (s.start || 0) + t.timeBase,
+          end: (s.end || s.start || 0) + t.timeBase,
           text: s.text || "",
           speaker: s.speaker ?? null,
           committed: true,
         }));
-        this.emit("final", { final: msg, segments: earlier.concat(own), resumedAt: offset });
+        this.emit("final", { final: msg, segments: earlier.concat(own), resumedAt: t.timeBase });
         break;
       }
       case "error":
+        if (msg.code === "unknown_session" && c.resuming) return this.unknownSession(c);
         if (isFatalCode(msg.code)) c.fatal = msg.message || msg.code;
         if (isBusyCode(msg.code)) this.busy = true;
         this.emit("problem", { code: msg.code || "", message: msg.message || msg.code || "The server reported an error." });
@@ -215,11 +304,6 @@ export class MeetingSession extends EventTarget {
       default:
         break;
     }
-  }
-
-  resumeFrom(c) {
-    if (!c) return 0;
-    return Math.min(this.audio.total, c.base + Math.floor(c.committedEnd * this.rate));
   }
 
   async closed(c, e) {
@@ -241,10 +325,8 @@ export class MeetingSession extends EventTarget {
         "The server could not be reached to finish this recording. Your audio is kept: download it below, or try again later.",
       );
     }
-    // Tentative text of this connection will be transcribed again after the resend.
-    this.emit("retract", { epoch: c.epoch });
     const busy = this.busy || e.code === 1013;
-    const delay = Math.min(10, (busy ? 3 : 0.5) * 2 ** this.retries);
+    const delay = backoff(this.retries, busy ? 3 : 0.5);
     this.retries += 1;
     const why =
       e.code === 1012
@@ -258,10 +340,9 @@ export class MeetingSession extends EventTarget {
       message: `${why} ${keeping}; reconnecting in ${Math.ceil(delay)} s…`,
       retryIn: delay,
     });
-    const from = this.resumeFrom(c);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      this.open(from);
+      this.open();
     }, delay * 1000);
   }
 

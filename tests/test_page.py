@@ -227,8 +227,10 @@ def test_microphone_problem_is_explained(pw: Playwright, live_server: str, args:
     b.close()
 
 
-def test_dropped_connection_reconnects_and_resends(browser: Browser, live_server: str) -> None:
-    """The server side of the first socket goes away mid-meeting; the page carries on."""
+def test_dropped_connection_falls_back_to_a_new_session(browser: Browser, live_server: str) -> None:
+    """The first socket goes away mid-meeting and `live_server` (RESUME_GRACE_SECONDS=0) finishes its
+    recording at once, so the page's resume gets `unknown_session`: it says so and carries on in a
+    new session fed from the last committed segment (the resume itself: tests/test_page_meetings.py)."""
     context = browser.new_context()
     page = context.new_page()
     connections: list[WebSocketRoute] = []
@@ -252,7 +254,8 @@ def test_dropped_connection_reconnects_and_resends(browser: Browser, live_server
     expect(page.locator("#notice")).to_contain_text("reconnecting", timeout=30_000)
     kept = transcript_text(page)
     assert kept.strip(), "committed text stays on screen"
-    expect(page.locator("#notice")).to_contain_text("Reconnected", timeout=15_000)
+    expect(page.locator("#status")).to_contain_text("no longer had this recording", timeout=15_000)
+    expect(page.locator("#notice")).to_contain_text("new session")
     assert len(connections) == 2
     wait_for_words(page, "budget", timeout=45)
     page.click("#record")
@@ -316,11 +319,25 @@ def test_access_token_never_travels_in_a_url(browser: Browser, tmp_path: Path, l
     with run_server(make_settings(tmp_path, api_key=token)) as base_url:
         context = browser.new_context()
         page = context.new_page()
+        watch = Watch(page)
         sockets: list[str] = []
+        requests: list[str] = []
         page.on("websocket", lambda ws: sockets.append(ws.url))
+        page.on("request", lambda request: requests.append(request.url))
         page.goto(f"{base_url}{link}{quote(token, safe='')}")
         assert "token" not in page.url
         page.click("#record")
         wait_for_words(page, "morning", timeout=30)  # admitted: live words arrive
         assert sockets and all(url == base_url.replace("http", "ws") + "/ws" for url in sockets)
+        # The meetings list is fetched with the token in a header (no 401), also after a reload.
+        expect(page.locator("#meetings-empty")).to_be_visible()
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.reload()  # this server finishes a dropped recording at once: the page shows it from the store
+        expect(page.locator("#meeting")).to_be_visible(timeout=60_000)
+        expect(page.locator("#transcript .turn").first).to_be_visible()
+        expect(page.locator(f"#meeting-list li[data-id='{page.get_attribute('#meeting', 'data-id')}']")).to_be_visible()
+        expect(page.locator("#meetings-problem")).to_be_hidden()
+        later = requests[1:]  # the first is the link itself
+        assert later and not [url for url in later if "token" in url], "no request URL after the link holds the token"
+        assert watch.problems == []
         context.close()
