@@ -40,6 +40,7 @@ from services.openai_api import router as openai_router
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
+from services.redis_backend.gateway import RemotePipeline, open_remote_pipeline
 from services.resume import ResumeRegistry
 from services.session import RecordingSession
 from services.settings import Settings, get_settings, unknown_setting_warnings
@@ -60,7 +61,7 @@ class Services:
     asr_model: str
     orchestrator: Orchestrator
     diarization: DiarizationService | None
-    pipeline: MeetingPipeline
+    pipeline: MeetingPipeline | RemotePipeline
     store: MeetingStore
     llm: LLMService
     resumes: ResumeRegistry
@@ -79,12 +80,17 @@ class AppState:
     accepting: bool = False
 
 
-async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitStack) -> Services:
+async def open_services(
+    settings: Settings, metrics: Metrics, stack: AsyncExitStack, *, gateway: bool | None = None
+) -> Services:
     """Load the models and start the workers; every close is pushed on `stack` as soon as it is owed.
 
     The orchestrator is drained first on the way out (queued meetings still need the diariser, the
-    LLM clients and the hooks) and its threads are freed last.
+    LLM clients and the hooks) and its threads are freed last. A `gateway` (the default with
+    ORCHESTRATOR_BACKEND=redis) hands its meetings to `python -m worker` processes through Redis
+    (`services/redis_backend/`) and loads no diariser; `python -m worker` opens with `gateway=False`.
     """
+    gateway = settings.orchestrator_backend == "redis" if gateway is None else gateway
     if settings.audio_encryption_key is None:
         logger.warning("AUDIO_ENCRYPTION_KEY is not set: session audio is held in memory unencrypted.")
     store = await connect_meeting_store(settings)  # first: a database that cannot open stops start-up at once
@@ -103,8 +109,10 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         max_background_audio=settings.max_background_audio_seconds,
     )
     stack.push_async_callback(orchestrator.aclose)
-    diarization = await asyncio.to_thread(build_diarization_service, settings, orchestrator.run_model, metrics)
-    stack.push_async_callback(diarization.aclose)
+    diarization = None
+    if not gateway:
+        diarization = await asyncio.to_thread(build_diarization_service, settings, orchestrator.run_model, metrics)
+        stack.push_async_callback(diarization.aclose)
     llm = build_llm_service(settings, metrics)
     stack.push_async_callback(llm.aclose)
     workflows = build_workflows(settings, metrics)
@@ -112,7 +120,8 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
     await orchestrator.start()
     stack.push_async_callback(orchestrator.drain)  # finishes queued meetings, so the audit log loses no line
     key = settings.audio_encryption_key
-    pipeline = MeetingPipeline(
+    cipher = AudioCipher(key.get_secret_value() if key else None)
+    pipeline: MeetingPipeline | RemotePipeline = MeetingPipeline(
         metrics=metrics,
         recognizer=recognizer,
         orchestrator=orchestrator,
@@ -121,9 +130,11 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         workflows=workflows,
         store=store,
         policy=LivePolicy.from_settings(settings),
-        cipher=AudioCipher(key.get_secret_value() if key else None),
+        cipher=cipher,
         partial_interval=settings.asr_partial_interval,
     )
+    if gateway:
+        pipeline = await open_remote_pipeline(settings, metrics, store, cipher, stack)
     resumes = ResumeRegistry(
         settings.resume_grace_seconds,
         lambda parked: pipeline.finish_unheard(parked.session_id, parked.title, parked.started_at, parked.parts),
