@@ -235,3 +235,22 @@ def recall(text: str, words: set[str]) -> float:
     """Share of `words` found in `text`."""
     found = set(re.findall(r"[a-z']+", text.lower()))
     return len(words & found) / len(words)
+
+
+async def nothing_left(redis_url: str, limit: float = 120.0) -> None:
+    """Wait until Redis holds no pending job and no stream of a meeting (it is retired after its final)."""
+    from redis.asyncio import Redis
+
+    from services.redis_backend import streams
+
+    redis = Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(limit):
+            while True:
+                pending = (await redis.xpending(streams.JOBS, streams.GROUP))["pending"]
+                leftovers = [key async for key in redis.scan_iter(match=b"ma:[al]*")]  # audio, lease
+                if pending == 0 and not leftovers and await redis.xlen(streams.JOBS) == 0:
+                    return
+                await asyncio.sleep(0.2)
+    finally:
+        await redis.aclose()

@@ -20,7 +20,16 @@ from redis.asyncio import Redis
 from services.errors import ConfigurationError
 from services.redis_backend import streams
 from services.settings import load_settings
-from tests.redis_server import LiveMeeting, cluster_env, gateway, recall, redis_server, script_words, worker
+from tests.redis_server import (
+    LiveMeeting,
+    cluster_env,
+    gateway,
+    nothing_left,
+    recall,
+    redis_server,
+    script_words,
+    worker,
+)
 from tests.support import FIXTURES, free_port, load_wav, ws_url
 
 pytestmark = pytest.mark.timeout(900)
@@ -43,21 +52,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         worker_port, _ = stack.enter_context(worker(env, tmp / "worker.log"))
         base_url, _ = stack.enter_context(gateway(env, tmp / "gateway.log"))
         yield Cluster(base_url, redis_url, worker_port, env["AUDIO_ENCRYPTION_KEY"], tmp)
-
-
-async def _nothing_left(redis_url: str, limit: float = 120.0) -> None:
-    """Wait until Redis holds no pending job and no stream of a meeting (it is retired after its final)."""
-    redis = Redis.from_url(redis_url)
-    try:
-        async with asyncio.timeout(limit):
-            while True:
-                pending = (await redis.xpending(streams.JOBS, streams.GROUP))["pending"]
-                leftovers = [key async for key in redis.scan_iter(match=b"ma:[al]*")]  # audio, lease
-                if pending == 0 and not leftovers and await redis.xlen(streams.JOBS) == 0:
-                    return
-                await asyncio.sleep(0.2)
-    finally:
-        await redis.aclose()
 
 
 async def _sealed_chunk(redis_url: str, meeting: LiveMeeting) -> bytes:
@@ -92,7 +86,7 @@ async def test_a_meeting_is_transcribed_live_by_a_worker_and_nothing_stays_in_re
     statuses = [m["status"] for m in meeting.messages if m["type"] == "status"]
     assert statuses[-4:] == ["transcribing", "diarizing", "summarizing", "done"]
 
-    await _nothing_left(cluster.redis_url)
+    await nothing_left(cluster.redis_url)
     async with httpx.AsyncClient(base_url=cluster.base_url, timeout=30) as http:
         stored = (await http.get(f"/api/meetings/{meeting.session_id}")).json()
         worker_metrics = (await http.get(f"http://127.0.0.1:{cluster.worker_port}/metrics")).text
@@ -114,7 +108,7 @@ async def test_an_upload_is_finished_by_a_worker(cluster: Cluster) -> None:
     assert meeting["status"] == "done" and meeting["source"] == "upload", meeting["errors"]
     text = " ".join(segment["text"] for segment in meeting["segments"])
     assert recall(text, script_words("one_voice")) >= 0.8, text
-    await _nothing_left(cluster.redis_url)
+    await nothing_left(cluster.redis_url)
 
 
 def test_redis_mode_needs_a_redis_url() -> None:
