@@ -118,3 +118,34 @@ async def test_a_worker_killed_mid_meeting_loses_no_word(tmp_path: Path, postgre
                 assert stored["status"] == "done" and stored["segments"], stored
         assert "meeting_assistant_session_takeovers_total 2.0" in metrics
         assert worker_a.wait(timeout=10) == -signal.SIGKILL
+
+
+async def test_a_worker_stopped_with_sigterm_hands_its_meeting_over(tmp_path: Path) -> None:
+    with redis_server() as redis_url, contextlib.ExitStack() as stack:
+        env = cluster_env(tmp_path, redis_url, f"sqlite+aiosqlite:///{tmp_path / 'meetings.db'}")
+        _, worker_a = stack.enter_context(worker(env, tmp_path / "worker_a.log"))
+        worker_b_port, worker_b = stack.enter_context(worker(env, tmp_path / "worker_b.log"))
+        stack.callback(os.kill, worker_b.pid, signal.SIGCONT)
+        os.kill(worker_b.pid, signal.SIGSTOP)
+        await asyncio.sleep(3)
+        base_url, _ = stack.enter_context(gateway(env, tmp_path / "gateway.log"))
+        pcm, rate = load_wav("meeting_two_voices.wav")
+        meeting = LiveMeeting(ws_url(base_url), pcm, rate)
+        streaming = asyncio.create_task(meeting.run())
+
+        async def held_by_a_for_a_while() -> bool:
+            [holder] = await _leases(redis_url, [meeting]) if meeting.session_id else [None]
+            return holder is not None and holder.endswith(f"-{worker_a.pid}".encode()) and meeting.sent_seconds >= 8
+
+        await _until(held_by_a_for_a_while, 120)
+        os.kill(worker_b.pid, signal.SIGCONT)
+        worker_a.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker_a.wait, 120) == 0, "a clean exit"
+        final = await streaming
+
+        score = recall(final["transcript"], script_words("meeting_two_voices"))
+        assert score >= 0.8, (score, final["transcript"])
+        await nothing_left(redis_url)
+        async with httpx.AsyncClient(timeout=30) as http:
+            metrics = (await http.get(f"http://127.0.0.1:{worker_b_port}/metrics")).text
+        assert "meeting_assistant_session_takeovers_total 1.0" in metrics
