@@ -25,6 +25,7 @@ from services.errors import ConfigurationError
 from services.live_pump import Emit
 from services.meeting_store import MeetingStore, record_start
 from services.orchestrator import DRAIN_SECONDS, Urgency
+from services.protocol import final_message
 from services.recording import FinishedRecording, SessionParts
 from services.redis_backend import streams
 from services.redis_backend.relay import RelayBuffer, RemoteMeetingError, RemotePump
@@ -175,8 +176,6 @@ def _pump(parts: SessionParts) -> RemotePump:
 
 
 def _failed_final(recording: FinishedRecording, error: str) -> dict[str, Any]:
-    from services.protocol import final_message
-
     record = MeetingRecord(
         session_id=recording.session_id,
         title=recording.title,

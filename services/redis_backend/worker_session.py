@@ -20,7 +20,7 @@ import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.audio_buffer import AudioCipher
+from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.pipeline import MeetingPipeline
 from services.protocol import partial_message
 from services.recording import FinishedRecording, SessionParts
@@ -152,11 +152,22 @@ async def _feed_audio(session_id: str, context: WorkerContext, parts: SessionPar
                 return AudioEnd(b"stop", time.time())
             continue
         heard_at = time.monotonic()
+        sealed: list[bytes] = []
+        end: AudioEnd | None = None
         for _, entries in reply:
             for entry_id, fields in entries:
                 last = entry_id
                 if streams.END in fields:
-                    return AudioEnd(fields[streams.END], float(fields.get(streams.STOPPED_AT) or time.time()))
-                clear = context.cipher.open(fields[streams.CHUNK])
-                parts.buffer.append(np.frombuffer(clear, dtype="<i2"))
-        parts.pump.notify()
+                    end = AudioEnd(fields[streams.END], float(fields.get(streams.STOPPED_AT) or time.time()))
+                    break
+                sealed.append(fields[streams.CHUNK])
+        if sealed:  # a takeover's or an upload's backlog is seconds of Fernet work: off the event loop
+            await asyncio.to_thread(_append_sealed, context.cipher, parts.buffer, sealed)
+            parts.pump.notify()
+        if end is not None:
+            return end
+
+
+def _append_sealed(cipher: AudioCipher, buffer: SecureAudioBuffer, sealed: list[bytes]) -> None:
+    for chunk in sealed:
+        buffer.append(np.frombuffer(cipher.open(chunk), dtype="<i2"))
