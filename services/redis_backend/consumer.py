@@ -1,7 +1,7 @@
 """A worker's hand on the jobs stream: take meetings, hold them, hand them back or retire them.
 
 New jobs come with `XREADGROUP` (group `workers`), at most `WORKER_MAX_SESSIONS` at a time. Every
-half lease, `XAUTOCLAIM` takes jobs idle longer than a lease: those of a worker that died (its
+quarter lease, `XAUTOCLAIM` takes jobs idle longer than a lease: those of a worker that died (its
 lease lapsed) are served here from their stored audio; those whose lease is still held (a living
 worker that renewed late) are left alone. A served meeting is retired once its final is
 published: marked done, acknowledged and deleted from the jobs stream, its streams removed, so
@@ -76,7 +76,7 @@ class JobConsumer:
 
     async def _claim_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._lease_seconds / 2)
+            await asyncio.sleep(self._lease_seconds / 4)  # a dead worker's job waits at most a quarter lease more
             try:
                 await self._publish_depth()
                 if self.free_slots <= 0:
