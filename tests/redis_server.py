@@ -221,20 +221,38 @@ class LiveMeeting:
         return [m for m in self.messages if m["type"] == "partial_transcript" and m["received_at"] > after]
 
 
+def _key_words(text: str) -> set[str]:
+    return {word for word in re.findall(r"[a-z']+", text.lower()) if len(word) >= 5}
+
+
+def _turns(*fixtures: str) -> list[str]:
+    return [turn["text"] for name in fixtures for turn in json.loads((FIXTURES / f"{name}.json").read_text())["turns"]]
+
+
 def script_words(*fixtures: str) -> set[str]:
     """The key words (five letters or more) the scripted fixtures' speakers say."""
-    words: set[str] = set()
-    for name in fixtures:
-        turns = json.loads((FIXTURES / f"{name}.json").read_text())["turns"]
-        for turn in turns:
-            words.update(w for w in re.findall(r"[a-z']+", turn["text"].lower()) if len(w) >= 5)
-    return words
+    return set().union(*(_key_words(text) for text in _turns(*fixtures)))
 
 
 def recall(text: str, words: set[str]) -> float:
     """Share of `words` found in `text`."""
     found = set(re.findall(r"[a-z']+", text.lower()))
     return len(words & found) / len(words)
+
+
+def lost_turns(text: str, *fixtures: str) -> list[str]:
+    """The scripted turns (with two key words or more that no other turn says) none of whose own key
+    words is in `text`: audio that never reached the transcript. Whisper mishears a word here and
+    there (tiny.en writes "forty thousand" as digits), but a turn lost in a takeover loses all of them."""
+    found = set(re.findall(r"[a-z']+", text.lower()))
+    turns = _turns(*fixtures)
+    lost = []
+    for index, turn in enumerate(turns):
+        others = set().union(*(_key_words(other) for i, other in enumerate(turns) if i != index))
+        own = _key_words(turn) - others
+        if len(own) >= 2 and not own & found:
+            lost.append(turn)
+    return lost
 
 
 async def nothing_left(redis_url: str, limit: float = 120.0) -> None:

@@ -5,7 +5,8 @@ Worker B is started beforehand but frozen (SIGSTOP, after its blocking read has 
 that both meetings land on A even on a loaded machine where starting a worker takes a minute;
 it is thawed (SIGCONT) and then A is killed with SIGKILL mid-meeting. B must
 take both meetings over from their stored audio: the participants keep getting partials, both
-finals carry every scripted key word, both meetings are stored, and no job stays pending.
+finals have every scripted turn (key words as a run without a kill has them: bench/redis_failover_bench.py
+scores 0.79 to 0.90 without one), both meetings are stored, and no job stays pending.
 The pause the participants saw and stop -> final are printed (figures: bench/redis_failover_bench.py).
 """
 
@@ -30,6 +31,7 @@ from tests.redis_server import (
     LiveMeeting,
     cluster_env,
     gateway,
+    lost_turns,
     nothing_left,
     recall,
     redis_server,
@@ -105,7 +107,7 @@ async def test_a_worker_killed_mid_meeting_loses_no_word(tmp_path: Path, postgre
             resumed = meeting.partials(after=killed_at)
             assert any(m["received_at"] < meeting.stop_sent_at for m in resumed), "live partials after the kill"
             score = recall(final["transcript"], script_words(*names))
-            assert score >= 0.8, (score, final["transcript"])
+            assert score >= 0.7 and not lost_turns(final["transcript"], *names), (score, final["transcript"])
             pause = resumed[0]["received_at"] - killed_at
             stop_to_final = final["received_at"] - meeting.stop_sent_at
             print(f"{meeting.session_id}: pause {pause:.1f} s, stop->final {stop_to_final:.1f} s, recall {score:.2f}")
@@ -144,7 +146,7 @@ async def test_a_worker_stopped_with_sigterm_hands_its_meeting_over(tmp_path: Pa
         final = await streaming
 
         score = recall(final["transcript"], script_words("meeting_two_voices"))
-        assert score >= 0.8, (score, final["transcript"])
+        assert score >= 0.7 and not lost_turns(final["transcript"], "meeting_two_voices"), (score, final["transcript"])
         await nothing_left(redis_url)
         async with httpx.AsyncClient(timeout=30) as http:
             metrics = (await http.get(f"http://127.0.0.1:{worker_b_port}/metrics")).text
