@@ -26,7 +26,7 @@ RUN apt-get update \
  && chown app:app /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY pyproject.toml app.py observability.py ./
+COPY pyproject.toml app.py worker.py observability.py ./
 COPY services ./services
 COPY integrations ./integrations
 COPY static ./static

@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 # PyTorch's CPU build lives on PyTorch's own index; PyPI's torch is the multi-GB CUDA build.
 TORCH_VERSION := 2.13.0
 TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
-SYSTEM_PACKAGES := espeak-ng sox postgresql
+SYSTEM_PACKAGES := espeak-ng sox postgresql redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint setup setup-dev system-deps python-venv browser bench clean
@@ -56,7 +56,7 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 	touch $@
 
 # Debian packages the tests use: espeak-ng/sox (scripted speech, TTS hook), postgresql (the meeting
-# store against a throw-away cluster).
+# store against a throw-away cluster), redis-server (ORCHESTRATOR_BACKEND=redis against a throw-away server).
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -43,6 +43,7 @@ from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
 from services.recovery import AudioUpkeep
+from services.redis_backend.gateway import RemotePipeline, open_remote_pipeline
 from services.resume import ResumeRegistry
 from services.session import RecordingSession
 from services.settings import Settings, get_settings, unknown_setting_warnings
@@ -65,7 +66,7 @@ class Services:
     asr_model: str
     orchestrator: Orchestrator
     diarization: DiarizationService | None
-    pipeline: MeetingPipeline
+    pipeline: MeetingPipeline | RemotePipeline
     store: MeetingStore
     llm: LLMService
     resumes: ResumeRegistry
@@ -85,19 +86,28 @@ class AppState:
     accepting: bool = False
 
 
-async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitStack) -> Services:
+async def open_services(
+    settings: Settings, metrics: Metrics, stack: AsyncExitStack, *, gateway: bool | None = None
+) -> Services:
     """Load the models and start the workers; every close is pushed on `stack` as soon as it is owed.
 
     The orchestrator is drained first on the way out (queued meetings still need the diariser, the
-    LLM clients and the hooks) and its threads are freed last.
+    LLM clients and the hooks) and its threads are freed last. A `gateway` (the default with
+    ORCHESTRATOR_BACKEND=redis) hands its meetings to `python -m worker` processes through Redis
+    (`services/redis_backend/`) and loads no diariser; `python -m worker` opens with `gateway=False`.
     """
     booted_at = time.time()
+    gateway = settings.orchestrator_backend == "redis" if gateway is None else gateway
     store = await connect_meeting_store(settings)  # first: a database that cannot open stops start-up at once
     stack.push_async_callback(store.aclose)  # after the orchestrator drained: finished meetings are stored
     key = await asyncio.to_thread(audio_key, settings)  # generated once into DATA_DIR when not configured
-    spools = SpoolDirectory(settings.data_dir, key, settings.audio_retention_days, metrics)
-    flusher = asyncio.create_task(spools.run(), name="spool-flusher")
-    stack.push_async_callback(cancel_and_wait, flusher)  # after the drain: the last audio and deletions
+    if settings.orchestrator_backend == "redis" and settings.audio_encryption_key is None:
+        logger.warning("AUDIO_ENCRYPTION_KEY is not set: every gateway and worker must share DATA_DIR's audio key.")
+    spools = None
+    if settings.orchestrator_backend == "asyncio":  # with Redis the sealed audio lives in Redis streams
+        spools = SpoolDirectory(settings.data_dir, key, settings.audio_retention_days, metrics)
+        flusher = asyncio.create_task(spools.run(), name="spool-flusher")
+        stack.push_async_callback(cancel_and_wait, flusher)  # after the drain: the last audio and deletions
     limit_malloc_arenas()  # before the inference threads start (services/memory.py)
     if settings.asr_cpu_threads:
         # BLAS/OpenMP pools default to one thread per core in every library; with our own
@@ -112,15 +122,18 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         max_background_audio=settings.max_background_audio_seconds,
     )
     stack.push_async_callback(orchestrator.aclose)
-    diarization = await asyncio.to_thread(build_diarization_service, settings, orchestrator.run_model, metrics)
-    stack.push_async_callback(diarization.aclose)
+    diarization = None
+    if not gateway:
+        diarization = await asyncio.to_thread(build_diarization_service, settings, orchestrator.run_model, metrics)
+        stack.push_async_callback(diarization.aclose)
     llm = build_llm_service(settings, metrics)
     stack.push_async_callback(llm.aclose)
     workflows = build_workflows(settings, metrics)
     stack.push_async_callback(workflows.aclose)
     await orchestrator.start()
     stack.push_async_callback(orchestrator.drain)  # finishes queued meetings, so the audit log loses no line
-    pipeline = MeetingPipeline(
+    cipher = AudioCipher(key)
+    pipeline: MeetingPipeline | RemotePipeline = MeetingPipeline(
         metrics=metrics,
         recognizer=recognizer,
         orchestrator=orchestrator,
@@ -129,24 +142,27 @@ async def open_services(settings: Settings, metrics: Metrics, stack: AsyncExitSt
         workflows=workflows,
         store=store,
         policy=LivePolicy.from_settings(settings),
-        cipher=AudioCipher(key),
+        cipher=cipher,
         partial_interval=settings.asr_partial_interval,
         spools=spools,
     )
+    if gateway:
+        pipeline = await open_remote_pipeline(settings, metrics, store, cipher, stack)
     resumes = ResumeRegistry(
         settings.resume_grace_seconds,
         lambda parked: pipeline.finish_unheard(parked.session_id, parked.title, parked.started_at, parked.parts),
     )
     stack.callback(resumes.expire_all)  # before the drain: recordings waiting for their client are finished
-    upkeep = AudioUpkeep(  # meetings a killed process left unfinished; audio retention (services/recovery.py)
-        spools=spools,
-        store=store,
-        pipeline=pipeline,
-        metrics=metrics,
-        booted_at=booted_at,
-        owns_store=settings.database_url is None,
-    )
-    stack.push_async_callback(cancel_and_wait, asyncio.create_task(upkeep.run(), name="audio-upkeep"))
+    if spools is not None:
+        upkeep = AudioUpkeep(  # meetings a killed process left unfinished; audio retention (services/recovery.py)
+            spools=spools,
+            store=store,
+            pipeline=pipeline,
+            metrics=metrics,
+            booted_at=booted_at,
+            owns_store=settings.database_url is None,
+        )
+        stack.push_async_callback(cancel_and_wait, asyncio.create_task(upkeep.run(), name="audio-upkeep"))
     return Services(recognizer.name, orchestrator, diarization, pipeline, store, llm, resumes, recognizer, spools)
 
 

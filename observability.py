@@ -193,6 +193,11 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.session_takeovers = Counter(
+            f"{PREFIX}_session_takeovers_total",
+            "Meetings a Redis-mode worker took over from a worker that stopped renewing its lease.",
+            registry=registry,
+        )
         for result in UPLOAD_RESULTS:
             self.uploads.labels(result=result)
         self.spool_bytes = Gauge(

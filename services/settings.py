@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from cryptography.fernet import Fernet
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -28,7 +28,7 @@ ENV_FILE = ".env"
 # most likely misspelt. (OPENAI_/ANTHROPIC_ are left out: their SDKs read names of their own.)
 PROJECT_PREFIXES = (
     "ASR_", "LLM_", "VLLM_", "XAI_", "AZURE_OPENAI_", "GOOGLE_GEMINI_", "DIARIZATION_", "PYANNOTE_", "NEMO_",
-    "MEETING_", "WORKFLOW_", "TTS_", "INFERENCE_", "ORCHESTRATOR_", "AUDIO_", "WS_", "MAX_",
+    "MEETING_", "WORKFLOW_", "TTS_", "INFERENCE_", "ORCHESTRATOR_", "AUDIO_", "WS_", "MAX_", "REDIS_", "WORKER_",
 )  # fmt: skip
 _LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 _VLLM_FIELDS = ("vllm_base_url", "vllm_model_id", "vllm_completions_endpoint", "vllm_api_key")
@@ -104,7 +104,17 @@ class Settings(BaseSettings):
     max_background_audio_seconds: float = Field(
         7200.0, gt=0, description="Audio the after-stop jobs nobody waits for (clients that left) may hold at once."
     )
-    orchestrator_backend: Literal["asyncio"] = "asyncio"
+    orchestrator_backend: Literal["asyncio", "redis"] = Field(
+        "asyncio", description="asyncio: one process; redis: gateways and `python -m worker` workers share REDIS_URL."
+    )
+    redis_url: SecretStr | None = Field(
+        None, validate_default=True, description="Redis for ORCHESTRATOR_BACKEND=redis, e.g. redis://localhost:6379/0."
+    )
+    worker_max_sessions: int = Field(4, ge=1, le=256, description="Meetings one `python -m worker` serves at once.")
+    worker_lease_seconds: float = Field(
+        5.0, ge=1.0, le=300.0, description="A worker silent this long loses its meetings to another worker."
+    )
+    worker_metrics_port: int = Field(9101, ge=0, le=65535, description="A worker's /metrics port on HOST (0: none).")
 
     # --- diarisation --------------------------------------------------------------------------
     diarization_backend: Literal["auto", "embedded", "pyannote", "nemo", "none"] = "auto"
@@ -167,6 +177,15 @@ class Settings(BaseSettings):
         if value is None:
             return None
         return SecretStr(async_database_url(value.get_secret_value()))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_when_needed(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None and info.data.get("orchestrator_backend") == "redis":
+            raise ValueError("is required with ORCHESTRATOR_BACKEND=redis, e.g. redis://localhost:6379/0")
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,0 +1,26 @@
+"""`ORCHESTRATOR_BACKEND=redis`: gateways and inference workers sharing one Redis.
+
+A gateway (`uvicorn app:app`) keeps the WebSockets, the page and the API; an inference worker
+(`python -m worker`) runs the live transcription and the after-stop job of the meetings it
+takes. They meet in Redis Streams (names in `streams.py`):
+
+    gateway                                   Redis                         worker
+    first audio ──XADD──▶ jobs  ─────────── group "workers" ──XREADGROUP──▶ takes the session
+    each chunk (Fernet-sealed) ──XADD──▶ audio:{id} ───────────XREAD──────▶ buffer + live pump
+    stop ──XADD stop marker──▶ audio:{id}                                  after-stop pipeline
+    WebSocket ◀── partials, notices, final ◀──XREAD── results:{id} ◀──XADD── (epoch-stamped)
+                                                     lease:{id} ◀── renewed while it holds it
+
+A session's live state lives on one worker at a time, the holder of `lease:{id}` (a key with a
+TTL of `WORKER_LEASE_SECONDS`, renewed a few times per TTL; the renewal also resets the job's
+idle time in the group). A worker that dies stops renewing; another worker's `XAUTOCLAIM` takes
+the job once it has been idle a lease long, takes the lease, bumps `epoch:{id}` and rebuilds the
+session from the stored audio stream (it transcribes it again). The gateway drops results of an
+older epoch and updates that repeat what it already sent, so participants see a short pause and
+then the transcript carrying on. When the final is published the job is acknowledged and
+deleted and the session's streams removed: nothing stays pending.
+
+Modules: `streams.py` (names, connection, group), `relay.py` (the gateway's side of a session),
+`gateway.py` (`RemotePipeline`, what the gateway's sessions and uploads talk to), `lease.py`,
+`worker_session.py` (one session on a worker), `consumer.py` (taking and handing back jobs).
+"""

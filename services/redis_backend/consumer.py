@@ -1,0 +1,184 @@
+"""A worker's hand on the jobs stream: take meetings, hold them, hand them back or retire them.
+
+New jobs come with `XREADGROUP` (group `workers`), at most `WORKER_MAX_SESSIONS` at a time. Every
+quarter lease, `XAUTOCLAIM` takes jobs idle longer than a lease: those of a worker that died (its
+lease lapsed) are served here from their stored audio; those whose lease is still held (a living
+worker that renewed late) are left alone. A served meeting is retired once its final is
+published: marked done, acknowledged and deleted from the jobs stream, its streams removed, so
+nothing stays pending. On shutdown the meetings held are handed back (leases released, jobs left
+pending) and another worker takes them over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.exceptions import RedisError
+
+from observability import Metrics
+from services.redis_backend import streams
+from services.redis_backend.lease import Lease
+from services.redis_backend.streams import MeetingJob
+from services.redis_backend.worker_session import WorkerContext, serve_meeting
+from services.tasks import cancel_and_wait
+
+logger = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 1000
+RETRY_SECONDS = 1.0
+
+
+class JobConsumer:
+    """Serves meetings from the jobs stream until `stopping` is set."""
+
+    def __init__(
+        self, context: WorkerContext, *, name: str, max_sessions: int, lease_seconds: float, metrics: Metrics
+    ) -> None:
+        self._context = context
+        self._redis = context.redis
+        self.name = name
+        self._max = max_sessions
+        self._lease_seconds = lease_seconds
+        self._metrics = metrics
+        self._active: dict[bytes, asyncio.Task[None]] = {}  # job entry id -> its meeting
+        self._slot_freed = asyncio.Event()
+
+    @property
+    def free_slots(self) -> int:
+        return self._max - len(self._active)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await streams.ensure_group(self._redis)
+        claimer = asyncio.create_task(self._claim_loop(), name="claim-loop")
+        logger.info("worker %s taking meetings (up to %d at a time)", self.name, self._max)
+        try:
+            while not stopping.is_set():
+                if self.free_slots <= 0:
+                    self._slot_freed.clear()
+                    await _wait(self._slot_freed, READ_BLOCK_MS / 1000)
+                    continue
+                try:
+                    reply = await self._redis.xreadgroup(
+                        streams.GROUP, self.name, {streams.JOBS: ">"}, count=1, block=READ_BLOCK_MS
+                    )
+                except RedisError as exc:
+                    logger.warning("reading the jobs stream failed, retrying: %s", exc)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                for _, entries in reply or []:
+                    for entry_id, fields in entries:
+                        self._take(entry_id, fields, taken_over=False)
+        finally:
+            await cancel_and_wait(claimer)
+            await self._hand_back()
+
+    async def _claim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_seconds / 4)  # a dead worker's job waits at most a quarter lease more
+            try:
+                await self._publish_depth()
+                if self.free_slots <= 0:
+                    continue
+                reply = await self._redis.xautoclaim(
+                    streams.JOBS, streams.GROUP, self.name, int(self._lease_seconds * 1000), count=self.free_slots
+                )
+            except RedisError as exc:
+                logger.warning("claiming idle jobs failed: %s", exc)
+                continue
+            for entry_id, fields in reply[1]:
+                if entry_id not in self._active:
+                    self._take(entry_id, fields, taken_over=True)
+
+    async def _publish_depth(self) -> None:
+        """Jobs no worker has read yet, as the queue depth of the `redis` backend."""
+        for group in await self._redis.xinfo_groups(streams.JOBS):
+            if _text(group.get("name")) == streams.GROUP:
+                self._metrics.queue_depth.labels(backend="redis").set(int(group.get("lag") or 0))
+        self._metrics.active_sessions.set(len(self._active))
+
+    def _take(self, entry_id: bytes, fields: dict[bytes, bytes] | None, *, taken_over: bool) -> None:
+        try:
+            job = MeetingJob.from_fields(fields or {})
+        except ValueError as exc:
+            logger.error("job %s is dropped: %s", entry_id, exc)
+            task = asyncio.create_task(self._retire(entry_id, None))
+        else:
+            task = asyncio.create_task(self._serve(entry_id, job, taken_over), name=f"meeting-{job.session_id}")
+        self._active[entry_id] = task
+        task.add_done_callback(lambda _: self._release(entry_id))
+
+    def _release(self, entry_id: bytes) -> None:
+        self._active.pop(entry_id, None)
+        self._metrics.active_sessions.set(len(self._active))
+        self._slot_freed.set()
+
+    async def _serve(self, entry_id: bytes, job: MeetingJob, taken_over: bool) -> None:
+        sid = job.session_id
+        try:
+            if await self._redis.exists(streams.done_key(sid)):  # finished; its worker died before retiring it
+                await self._retire(entry_id, job)
+                return
+            lease = Lease(self._redis, sid, self.name, self._lease_seconds)
+            if not await lease.acquire():
+                return  # its holder lives: the job stays pending under it
+            epoch = int(await self._redis.incr(streams.epoch_key(sid)))
+            await self._redis.expire(streams.epoch_key(sid), streams.STREAM_TTL_SECONDS)
+        except RedisError as exc:
+            logger.warning("session %s: taking it failed (it stays pending): %s", sid, exc)
+            return
+        if taken_over:
+            self._metrics.session_takeovers.inc()
+            logger.warning("session %s taken over from a worker that stopped (epoch %d)", sid, epoch)
+        else:
+            logger.info("session %s taken (epoch %d)", sid, epoch)
+        await self._hold(entry_id, job, lease, epoch)
+
+    async def _hold(self, entry_id: bytes, job: MeetingJob, lease: Lease, epoch: int) -> None:
+        meeting = asyncio.create_task(serve_meeting(job, self._context, epoch), name=f"serve-{job.session_id}")
+        holder = asyncio.create_task(lease.hold(entry_id, self.name), name=f"lease-{job.session_id}")
+        try:
+            await asyncio.wait({meeting, holder}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelled: this worker is stopping and hands the meeting back
+            await cancel_and_wait(holder)
+            let_go = not meeting.done()
+            if let_go:
+                await cancel_and_wait(meeting)
+                await lease.release()
+        if let_go:  # the lease was lost: this worker stalled past it and another one took over
+            logger.warning("session %s: another worker took it over; this one lets go", job.session_id)
+            return
+        await self._retire(entry_id, job)
+        await lease.release()
+
+    async def _retire(self, entry_id: bytes, job: MeetingJob | None) -> None:
+        """The meeting is finished: nothing of it stays pending or stored in Redis."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if job is not None:
+                    sid = job.session_id
+                    pipe.set(streams.done_key(sid), b"1", ex=streams.DONE_TTL_SECONDS)
+                    pipe.delete(streams.audio_key(sid), streams.epoch_key(sid))
+                    pipe.expire(streams.results_key(sid), streams.RESULTS_TTL_SECONDS)
+                pipe.xack(streams.JOBS, streams.GROUP, entry_id)
+                pipe.xdel(streams.JOBS, entry_id)
+                await pipe.execute()
+        except RedisError as exc:  # it is taken again later and found done
+            logger.warning("retiring job %s failed: %s", entry_id, exc)
+
+    async def _hand_back(self) -> None:
+        """Stopping: the meetings held go back to the group for another worker."""
+        if self._active:
+            logger.info("handing %d meeting(s) back to the other workers", len(self._active))
+        for task in list(self._active.values()):
+            await cancel_and_wait(task)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,112 @@
+"""The names the gateways and workers share in Redis, the job's fields and the connection.
+
+Every value is bytes (`decode_responses=False`): audio entries carry Fernet tokens. Keys:
+
+- `JOBS` (`ma:jobs`): one entry per meeting, read by the consumer group `GROUP`.
+- `audio_key(id)`: the meeting's audio, one sealed chunk per entry, then one end marker.
+- `results_key(id)`: what the worker holding the meeting sends its gateway, epoch-stamped.
+- `lease_key(id)`, `epoch_key(id)`, `done_key(id)`: who holds it, how often it was taken, finished.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from services.stored_meeting import MeetingSource
+
+JOBS = "ma:jobs"
+GROUP = "workers"
+STREAM_TTL_SECONDS = 24 * 3600
+"""A meeting's streams expire this long after their last write (a gateway and worker both lost)."""
+RESULTS_TTL_SECONDS = 600
+"""A finished meeting's results stay this long for a gateway that has not read its final yet."""
+DONE_TTL_SECONDS = 3600
+
+# audio entry fields
+CHUNK = b"a"  # a sealed PCM16 chunk
+SAMPLES = b"n"  # its samples
+END = b"end"  # b"stop" (finish it) or b"cancel" (drop it)
+STOPPED_AT = b"t"  # unix time of the stop, for stop -> final across processes
+
+# result entry fields
+EPOCH = b"e"
+KIND = b"k"
+BODY = b"m"
+UPDATE, SEND, FINAL, FAILED = b"u", b"s", b"f", b"x"
+
+
+def audio_key(session_id: str) -> str:
+    return f"ma:audio:{session_id}"
+
+
+def results_key(session_id: str) -> str:
+    return f"ma:results:{session_id}"
+
+
+def lease_key(session_id: str) -> str:
+    return f"ma:lease:{session_id}"
+
+
+def epoch_key(session_id: str) -> str:
+    return f"ma:epoch:{session_id}"
+
+
+def done_key(session_id: str) -> str:
+    return f"ma:done:{session_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingJob:
+    """One jobs-stream entry: which meeting, and what the worker stores it as."""
+
+    session_id: str
+    title: str | None
+    started_at: float
+    source: MeetingSource = MeetingSource.LIVE
+    language: str | None = None
+
+    def to_fields(self) -> dict[bytes, bytes]:
+        body = {
+            "id": self.session_id,
+            "title": self.title,
+            "started_at": self.started_at,
+            "source": self.source.value,
+            "language": self.language,
+        }
+        return {b"job": json.dumps(body).encode()}
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> MeetingJob:
+        """Raises:
+        ValueError: not a job entry (a bad write, another program's entry).
+        """
+        try:
+            body: dict[str, Any] = json.loads(fields[b"job"])
+            return cls(
+                session_id=str(body["id"]),
+                title=body.get("title"),
+                started_at=float(body["started_at"]),
+                source=MeetingSource(body.get("source", MeetingSource.LIVE.value)),
+                language=body.get("language"),
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a meeting job: {exc}") from exc
+
+
+def connect(url: str) -> Redis:
+    """A client for `REDIS_URL` (a connection pool; blocking reads each hold one connection)."""
+    return Redis.from_url(url, decode_responses=False, health_check_interval=30)
+
+
+async def ensure_group(redis: Redis) -> None:
+    """Create the jobs stream and its consumer group if they do not exist yet."""
+    try:
+        await redis.xgroup_create(JOBS, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

@@ -1,0 +1,91 @@
+"""The gateway's relay against a real redis-server, without models: what it writes (sealed audio,
+one job, the stop marker) and how it reads results back (older epochs and repeats dropped)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
+
+from services.audio_buffer import AudioCipher
+from services.redis_backend import streams
+from services.redis_backend.relay import RelayBuffer, RemotePump
+from services.redis_backend.streams import MeetingJob
+from services.redis_backend.worker_session import ResultPublisher
+from services.types import Segment, TranscriptUpdate
+from tests.redis_server import redis_server
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    with redis_server() as url:
+        client = streams.connect(url)
+        yield client
+        await client.aclose()
+
+
+def _update(segment_id: int, text: str) -> TranscriptUpdate:
+    return TranscriptUpdate(segment_id, Segment(float(segment_id), segment_id + 1.0, text), committed=True)
+
+
+async def test_relay_writes_sealed_audio_one_job_and_the_stop_marker(redis: Redis) -> None:
+    key = Fernet.generate_key().decode()
+    buffer = RelayBuffer(AudioCipher(key))
+    pump = RemotePump(redis, "s1", buffer, lambda update, lag: None)
+    pump.job = MeetingJob("s1", "Weekly", 1_700_000_000.0)
+    pcm = (np.arange(16_000 * 25) % 2000 - 1000).astype(np.int16)  # 25 s: split into entries of 10 s
+    buffer.append(pcm)
+    pump.notify()
+    finishing = asyncio.create_task(pump.finish(lambda message: None))
+    async with asyncio.timeout(30):
+        while True:
+            entries = await redis.xrange(streams.audio_key("s1"))
+            if entries and streams.END in entries[-1][1]:
+                break
+            await asyncio.sleep(0.05)
+    chunks = [fields for _, fields in entries if streams.CHUNK in fields]
+    clear = b"".join(Fernet(key.encode()).decrypt(fields[streams.CHUNK]) for fields in chunks)
+    assert [int(fields[streams.SAMPLES]) for fields in chunks] == [160_000, 160_000, 80_000]
+    assert clear == pcm.tobytes() and pcm.tobytes()[:64] not in b"".join(f[streams.CHUNK] for f in chunks)
+    assert entries[-1][1][streams.END] == b"stop"
+    jobs = await redis.xrange(streams.JOBS)
+    assert [MeetingJob.from_fields(fields) for _, fields in jobs] == [pump.job]
+    await ResultPublisher(redis, "s1", 1).close(streams.FINAL, {"type": "final", "session_id": "s1"})
+    assert (await finishing)["session_id"] == "s1"
+    await pump.aclose()
+
+
+async def test_results_of_an_older_epoch_and_repeats_are_dropped(redis: Redis) -> None:
+    shown: list[tuple[int, str]] = []
+    buffer = RelayBuffer(AudioCipher(None))
+    pump = RemotePump(redis, "s2", buffer, lambda update, lag: shown.append((update.segment_id, update.segment.text)))
+    buffer.append(np.ones(1600, dtype=np.int16))
+    pump.notify()  # queues the job and starts reading results
+
+    first = ResultPublisher(redis, "s2", 1)  # the worker that dies
+    first.update(_update(0, "good morning"), 0.1)
+    await first.close()
+    second = ResultPublisher(redis, "s2", 2)  # the one that took over: transcribes it all again
+    second.update(_update(0, "good morning"), 0.3)  # unchanged: not sent twice
+    second.update(_update(1, "the launch plan"), 0.2)
+    await second.close()
+    late = ResultPublisher(redis, "s2", 1)  # the first one, still talking after it lost the meeting
+    late.update(_update(2, "stale words"), 0.0)
+    await late.close()
+    statuses: list[dict[str, object]] = []
+    finishing = asyncio.create_task(pump.finish(statuses.append))
+    await asyncio.sleep(0.5)
+    last = ResultPublisher(redis, "s2", 2)
+    last.send({"type": "status", "status": "transcribing"})
+    await last.close(streams.FINAL, {"type": "final", "session_id": "s2"})
+    async with asyncio.timeout(30):
+        final = await finishing
+    assert final["session_id"] == "s2"
+    assert shown == [(0, "good morning"), (1, "the launch plan")]
+    assert statuses == [{"type": "status", "status": "transcribing"}]
+    assert [(update.segment_id, update.segment.text) for update in pump.listen(lambda u, lag: None)] == shown
+    await pump.aclose()
