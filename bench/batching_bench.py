@@ -9,7 +9,11 @@ by one second, not to 30 s) and times, for the same 8 windows:
 - `encode`: 8 calls of batch 1, 2 calls of batch 4, 1 call of batch 8;
 - `generate` (greedy, the draft path's prompt layout: <|startoftranscript|><|en|><|transcribe|>
   <|notimestamps|>, max_length as the draft path sets it) on those encodings, the same three ways;
-- and both together, per window: what a batched draft step would cost.
+- and both together, per window: what a batched draft step would cost;
+- then the careful path's encoder: the same windows padded to Whisper's 30 s (3000 frames), as a
+  careful pass encodes them, batch 1 / 4 / 8: what sharing careful passes of several sessions that
+  are due at the same time could save on the encoder (their beam-search decodes and word alignment
+  stay per session).
 
 Wall time and the process's CPU time, median of `--repeats`, with the bundled tiny.en, int8, the
 server's thread layout (`intra_threads=1` per call: `ASR_CPU_THREADS=1`). A batched draft on one
@@ -26,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -131,6 +136,22 @@ def main() -> None:
                 flush=True,
             )
             assert len(texts) == 8
+    careful_encoder(model, whisper, windows(8.0, 8), args.repeats, get_ctranslate2_storage)
+
+
+def careful_encoder(model: Any, whisper: Any, audio: list[np.ndarray], repeats: int, storage: Any) -> None:
+    """The 30 s encoder pass of a careful window, batched or not."""
+    feats = [np.pad(f, ((0, 0), (0, 3000 - f.shape[-1]))) for f in (whisper.feature_extractor(p) for p in audio)]
+    print("\n| careful encoder (30 s window) | batch | wall / CPU ms per window | x batch 1 |")
+    print("|" + " --- |" * 4)
+    base = 0.0
+    for batch in (1, 4, 8):
+        wall, cpu = timed(
+            lambda batch=batch: [model.encode(storage(np.stack(feats[i : i + batch]))) for i in range(0, 8, batch)],
+            repeats,
+        )
+        base = base or cpu
+        print(f"| 8 windows | {batch} | {wall / 8 * 1000:.1f} / {cpu / 8 * 1000:.1f} | {cpu / base:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

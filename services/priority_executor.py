@@ -50,7 +50,7 @@ class PriorityExecutor:
         self._queue: queue.PriorityQueue[
             tuple[int, int, float, Callable[[], Any] | None, concurrent.futures.Future[Any]]
         ] = queue.PriorityQueue()
-        self._live_wait = 0.0  # the longest a live or draft call waited for a thread since the last read
+        self._live_wait = 0.0  # the longest a live call waited for a thread since the last read
         self._order = itertools.count()
         self._renice = _threads_can_be_reniced()
         self._threads = [
@@ -66,7 +66,7 @@ class PriorityExecutor:
         return future
 
     def take_live_wait(self) -> float:
-        """The longest a live or draft call waited for a thread since the last call (for the load meter)."""
+        """The longest a live call (careful pass, final) waited for a thread since the last call (load meter)."""
         wait, self._live_wait = self._live_wait, 0.0
         return wait
 
@@ -86,7 +86,7 @@ class PriorityExecutor:
             priority, _, queued_at, fn, future = self._queue.get()
             if fn is None:
                 return
-            if priority < Priority.BACKGROUND:
+            if priority == Priority.LIVE:  # drafts waiting is thinning at work, not overload
                 self._live_wait = max(self._live_wait, time.monotonic() - queued_at)
             wanted = BACKGROUND_NICE if priority >= Priority.BACKGROUND and self._renice else 0
             if wanted != niceness:
