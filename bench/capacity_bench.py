@@ -1,11 +1,12 @@
 """Capacity benchmark: N copies of the scripted meeting streamed at once to one server. Prints figures.
 
-    .venv/bin/python bench/capacity_bench.py [--counts 1 2 4 6 8 12 16] [--root DIR] [--env KEY=VALUE ...]
+    .venv/bin/python bench/capacity_bench.py [--counts 1 2 4 6 8 12 16] [--root DIR ...] [--env KEY=VALUE ...]
 
-For each N it starts `python app.py` (from `--root`, so the same script measures another checkout,
-e.g. main before a change), offers N copies of the ~53 s scripted meeting (the two- and three-voice
-fixtures back to back, as `bench/stream_bench.py` builds it) at once, each at real-time pace in
-100 ms frames, and prints one row:
+For each N it starts `python app.py` (from each `--root` in turn, so the same script measures
+another checkout, e.g. main before a change, interleaved with this one: on a shared machine both
+then see the same outside load; the load average is printed with each row), offers N copies of the
+~53 s scripted meeting (the two- and three-voice fixtures back to back, as `bench/stream_bench.py`
+builds it) at once, each at real-time pace in 100 ms frames, and prints one row:
 
 - admitted / refused: a stream is refused when its first message is the `busy` error (close 1013)
   before it sent any audio; the `retry_after` hint is shown when the server gives one;
@@ -146,7 +147,7 @@ async def offer(count: int, port: int, pid: int, pcm: np.ndarray, reference: lis
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--counts", nargs="*", type=int, default=[1, 2, 4, 6, 8, 12, 16])
-    parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose app.py is served")
+    parser.add_argument("--root", type=Path, nargs="+", default=[ROOT], help="checkouts whose app.py is served")
     parser.add_argument("--env", nargs="*", default=[], help="extra server settings, KEY=VALUE")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
@@ -159,29 +160,35 @@ async def main() -> None:
     assert scripted is not None
     reference, truth = scripted
     bare_wer = jiwer.wer(" ".join(words_of(truth)), " ".join(words_of(bare_text)))
-    print(f"server: {args.root}  settings: {extra or 'defaults'}  meeting: {len(pcm) / 16000:.1f} s")
-    print(f"load average before: {os.getloadavg()}")
+    print(
+        f"servers: {[str(root) for root in args.root]}  settings: {extra or 'defaults'}  "
+        f"meeting: {len(pcm) / 16000:.1f} s"
+    )
     rows = []
     for count in args.counts:
-        port = free_port()
-        with tempfile.TemporaryDirectory() as tmp:
-            server = start_server(args.root, port, Path(tmp), extra)
-            try:
-                row = await offer(count, port, server.pid, pcm, reference, truth)
-            finally:
-                server.terminate()
-                server.wait(timeout=60)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for root in args.root:
+            port = free_port()
+            load_before = os.getloadavg()[0]
+            with tempfile.TemporaryDirectory() as tmp:
+                server = start_server(root, port, Path(tmp), extra)
+                try:
+                    row = await offer(count, port, server.pid, pcm, reference, truth)
+                finally:
+                    server.terminate()
+                    server.wait(timeout=90)
+            row |= {"root": root.name, "load": f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     print(f"\nbare faster-whisper WER on the same file: {bare_wer:.1%}")
     print(
-        "\n| offered | served / refused | lag p50 (median) / p90 (worst stream) s | stop -> final (worst) s "
-        "| CPU-s per audio s per stream | WER worst (mean) | bare WER |"
+        "\n| server | load avg | offered | served / refused | lag p50 (median) / p90 (worst stream) s "
+        "| stop -> final (worst) s | CPU-s per audio s per stream | WER worst (mean) | bare WER |"
     )
-    print("|" + " --- |" * 7)
+    print("|" + " --- |" * 9)
     for row in rows:
         print(
-            f"| {row['offered']} | {row['served']} / {row['refused']} | {row['lag_p50']:.2f} / "
+            f"| {row['root']} | {row['load']} | {row['offered']} | {row['served']} / {row['refused']} "
+            f"| {row['lag_p50']:.2f} / "
             f"{row['lag_p90_worst']:.2f} | {row['final_worst']:.2f} | {row['cpu_per_audio_s']:.3f} "
             f"| {row['wer_worst']:.1%} ({row['wer_mean']:.1%}) | {bare_wer:.1%} |"
         )

@@ -7,10 +7,12 @@ one pass per session at a time), labels committed segments with a provisional sp
 the session's diariser embed the speech that has ended. Every update goes to `emit` with the lag
 (seconds of audio received but not yet looked at).
 
-Under load the pump thins its drafts: it steps once the load meter's `draft_interval` of new audio
-has come (`ASR_PARTIAL_INTERVAL` on an idle box, up to `ASR_PARTIAL_MAX_INTERVAL` on a full one,
-`services/capacity.py`), and its draft steps run at `Priority.DRAFT`, behind the careful passes and
-finals of every live session. Careful passes are never thinned: committed text keeps its pace.
+Under load the pump thins its drafts: a step drafts only once the load meter's `draft_interval` of
+new audio has come since the last draft (`ASR_PARTIAL_INTERVAL` on an idle box, up to
+`ASR_PARTIAL_MAX_INTERVAL` on a full one, `services/capacity.py`); the steps between still run
+every `interval`, without the draft (`advance(draft=False)`: the VAD, freezes and careful passes
+staged on time, a few milliseconds). Draft steps run at `Priority.DRAFT`, behind the careful passes
+and finals of every live session. Careful passes are never thinned: committed text keeps its pace.
 
 A failing draft or careful pass never ends the recording: the drafts shown stand in for a failed
 careful pass, and the tail commit at stop looks at the audio again.
@@ -69,6 +71,7 @@ class LivePump:
         self._run_draft = run_draft or run_model
         self._load = load
         self._started_at: float | None = None
+        self._drafted_at = 0  # buffer length when the last drafting step was taken
         self._emit = emit
         self._interval = int(interval * SAMPLE_RATE)
         self._metrics = metrics
@@ -106,11 +109,12 @@ class LivePump:
             return 0.0
         return (self._buffer.samples - self._transcriber.processed_samples) / SAMPLE_RATE
 
-    def _step_samples(self) -> int:
-        """New audio that calls for a live step: more under load (thinned drafts)."""
+    def _may_draft(self) -> bool:
+        """Whether this step may draft: the load meter's draft interval has passed since the last draft."""
         if self._load is None:
-            return self._interval
-        return max(self._interval, int(self._load.draft_interval * SAMPLE_RATE))
+            return True
+        interval = max(self._interval, int(self._load.draft_interval * SAMPLE_RATE))
+        return self._buffer.samples - self._drafted_at >= interval
 
     def start(self) -> None:
         self._running = True
@@ -165,11 +169,15 @@ class LivePump:
         while self._running:
             await self._audio_arrived.wait()
             self._audio_arrived.clear()
-            if not self._running or self._buffer.samples - self._transcriber.processed_samples < self._step_samples():
+            if not self._running or self._buffer.samples - self._transcriber.processed_samples < self._interval:
                 continue
             try:
                 self._metrics.jobs_total.labels(stage="asr_live").inc()
-                await self._advance(self._transcriber.advance, self._run_draft)
+                if self._may_draft():
+                    self._drafted_at = self._buffer.samples
+                    await self._advance(self._transcriber.advance, self._run_draft)
+                else:  # thinned: freeze and stage careful passes on time, without the draft (cheap)
+                    await self._advance(functools.partial(self._transcriber.advance, draft=False))
                 self._start_commit()
                 if self._speakers is not None:
                     self._speakers.catch_up(self._buffer)
