@@ -151,6 +151,9 @@ class LoadMeter:
             else:
                 self._cost_unthinned = _average(self._cost_unthinned, measured, weight)
         self._guard(reading.at)
+        if self._metrics is not None:
+            self._metrics.session_cpu_cost.set(self.session_cost)
+            self._metrics.draft_interval.set(self.draft_interval)
 
     def _steer(self) -> None:
         """Thin the drafts when short of CPU; bring them back when there is room."""
