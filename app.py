@@ -29,6 +29,7 @@ from services.admission import SessionCounter, SessionLimits, refusal_reason
 from services.asr_service import SpeechRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher
 from services.auth import accepted_subprotocol
+from services.capacity import CapacityPolicy, LoadMeter
 from services.data_key import audio_key
 from services.diarization import DiarizationService, build_diarization_service
 from services.errors import ConfigurationError
@@ -87,7 +88,12 @@ class AppState:
 
 
 async def open_services(
-    settings: Settings, metrics: Metrics, stack: AsyncExitStack, *, gateway: bool | None = None
+    settings: Settings,
+    metrics: Metrics,
+    stack: AsyncExitStack,
+    load: LoadMeter | None = None,
+    *,
+    gateway: bool | None = None,
 ) -> Services:
     """Load the models and start the workers; every close is pushed on `stack` as soon as it is owed.
 
@@ -120,6 +126,7 @@ async def open_services(
         batch_size=settings.inference_batch_size,
         metrics=metrics,
         max_background_audio=settings.max_background_audio_seconds,
+        load=load,  # the admission's load meter (services/capacity.py)
     )
     stack.push_async_callback(orchestrator.aclose)
     diarization = None
@@ -170,17 +177,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; tests pass their own `Settings`."""
     settings = settings or get_settings()
     metrics = Metrics(settings.orchestrator_backend)
+    load = LoadMeter(CapacityPolicy.from_settings(settings), metrics)
     state = AppState(
         settings=settings,
         metrics=metrics,
-        sessions=SessionCounter(settings.max_sessions, metrics),
+        sessions=SessionCounter(settings.max_sessions, metrics, load),
         limits=SessionLimits.from_settings(settings),
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            state.services = await open_services(settings, metrics, stack)
+            state.services = await open_services(settings, metrics, stack, load)
             state.accepting = True
             logger.info(
                 "ready: %d inference worker(s), max %d session(s)", settings.inference_workers, settings.max_sessions
@@ -218,9 +226,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "diarization": services.diarization.name if services.diarization else None,
                 "audio_encrypted": True,  # with no key configured, one is generated (services/data_key.py)
                 "llm_chain": services.llm.describe(),
+                "capacity": load.describe(state.sessions.active) | {"remaining": state.sessions.remaining},
             },
             status_code=200 if ok else 503,
         )
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        """For a load balancer: 200 while another meeting fits here, 503 when full or not serving."""
+        services = state.services
+        serving = services is not None and state.accepting and services.orchestrator.running
+        remaining = state.sessions.remaining if serving else 0
+        body = {"ready": remaining > 0, "capacity": remaining, "active_sessions": state.sessions.active}
+        return JSONResponse(body, status_code=200 if remaining > 0 else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
@@ -243,9 +261,16 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         await websocket.close(CLOSE_POLICY, reason=f"{refusal} refused")
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket.headers))
-    if not state.accepting or state.services is None or not state.sessions.try_acquire():
+    if not state.accepting or state.services is None:
         state.metrics.sessions_refused.labels(reason="busy").inc()
         await websocket.send_json(server_error("busy"))
+        await websocket.close(CLOSE_TRY_AGAIN_LATER)
+        return
+    busy = state.sessions.admit()  # the count and the measured load (services/capacity.py)
+    if busy is not None:
+        state.metrics.sessions_refused.labels(reason=busy.reason).inc()
+        logger.info("session refused: %s (%d active)", busy.reason, state.sessions.active)
+        await websocket.send_json(busy.message())
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
     services = state.services

@@ -214,6 +214,24 @@ class Metrics:
         )
         for result in RECOVERY_RESULTS:
             self.recoveries.labels(result=result)
+        # capacity (services/capacity.py): what admission and the draft thinning see
+        self.capacity_sessions = Gauge(
+            f"{PREFIX}_capacity_sessions",
+            "Live meetings that may still be admitted (measured load and MAX_SESSIONS).",
+            registry=registry,
+        )
+        self.session_cpu_cost = Gauge(
+            f"{PREFIX}_session_cpu_cost",
+            "CPU seconds one live meeting costs per audio second (measured with drafts thinned, else the prior).",
+            registry=registry,
+        )
+        self.draft_interval = Gauge(
+            f"{PREFIX}_draft_interval_seconds",
+            "Seconds of new audio between a live session's draft steps (grows under load).",
+            registry=registry,
+        )
+        for reason in ("busy", "capacity", "overloaded"):
+            self.sessions_refused.labels(reason=reason)
         self.queue_depth.labels(backend=backend_label).set(0)
         for stage in STAGES:
             self.jobs_total.labels(stage=stage)

@@ -1,17 +1,23 @@
 """Who may open a recording session and what it may do: token and origin checks before accept,
-the session count, and each session's limits.
+the session count and the measured load, and each session's limits.
 
 uvicorn's `--limit-concurrency` does not cover WebSocket upgrades, so the app counts sessions itself.
+A new meeting is admitted when fewer than MAX_SESSIONS are open and the load meter
+(`services/capacity.py`) says one more can be served in real time; otherwise it gets the `busy`
+error with a `retry_after` hint in seconds and close 1013, before any audio is taken.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.websockets import WebSocket
 
 from observability import Metrics
 from services.auth import token_accepted
+from services.capacity import LoadMeter
+from services.protocol import error_message
 from services.settings import Settings
 
 
@@ -40,20 +46,56 @@ class SessionLimits:
         )
 
 
-class SessionCounter:
-    """Counts open sessions for admission control."""
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """Why a session was not admitted: `busy` (MAX_SESSIONS), `capacity` (the CPU is spoken for) or
+    `overloaded` (live meetings are falling behind); `retry_after` seconds is the client's hint."""
 
-    def __init__(self, limit: int, metrics: Metrics) -> None:
+    reason: str
+    retry_after: float
+
+    def message(self) -> dict[str, Any]:
+        """The `busy` error the client gets (the code every refusal has kept; `retry_after` is new)."""
+        why = {
+            "busy": "the server is serving as many meetings as it may",
+            "capacity": "the server has no CPU left for another live meeting",
+            "overloaded": "the meetings already running are falling behind",
+        }[self.reason]
+        seconds = round(self.retry_after)
+        return error_message("busy", f"The server is busy ({why}): try again in {seconds} s.") | {
+            "retry_after": seconds
+        }
+
+
+class SessionCounter:
+    """Counts open sessions and admits a new one when the count and the measured load allow it."""
+
+    def __init__(self, limit: int, metrics: Metrics, meter: LoadMeter | None = None) -> None:
         self.limit = limit
         self.active = 0
+        self.meter = meter
         self._gauge = metrics.active_sessions
+        self._retry_after = meter.policy.retry_after if meter is not None else 60.0
 
-    def try_acquire(self) -> bool:
+    @property
+    def remaining(self) -> int:
+        """Sessions that may still be admitted now."""
+        if self.meter is None:
+            return max(0, self.limit - self.active)
+        return min(self.meter.capacity(self.active), self.limit - self.active)
+
+    def admit(self) -> Busy | None:
+        """Take a session slot, or say why not."""
         if self.active >= self.limit:
-            return False
+            return Busy("busy", self._retry_after)
+        if self.meter is not None and self.meter.capacity(self.active) == 0:
+            return Busy("overloaded" if self.meter.overloaded() else "capacity", self._retry_after)
         self.active += 1
         self._gauge.set(self.active)
-        return True
+        return None
+
+    def try_acquire(self) -> bool:
+        return self.admit() is None
 
     def release(self) -> None:
         self.active -= 1

@@ -7,6 +7,13 @@ one pass per session at a time), labels committed segments with a provisional sp
 the session's diariser embed the speech that has ended. Every update goes to `emit` with the lag
 (seconds of audio received but not yet looked at).
 
+Under load the pump thins its drafts: a step drafts only once the load meter's `draft_interval` of
+new audio has come since the last draft (`ASR_PARTIAL_INTERVAL` on an idle box, up to
+`ASR_PARTIAL_MAX_INTERVAL` on a full one, `services/capacity.py`); the steps between still run
+every `interval`, without the draft (`advance(draft=False)`: the VAD, freezes and careful passes
+staged on time, a few milliseconds). Draft steps run at `Priority.DRAFT`, behind the careful passes
+and finals of every live session. Careful passes are never thinned: committed text keeps its pace.
+
 A failing draft or careful pass never ends the recording: the drafts shown stand in for a failed
 careful pass, and the tail commit at stop looks at the audio again.
 """
@@ -16,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 from observability import Metrics
 from services.audio_buffer import SecureAudioBuffer
+from services.capacity import LoadMeter
 from services.live_policy import CommitJob
 from services.live_transcriber import LiveTranscriber
 from services.orchestrator import ModelRunner
@@ -32,6 +42,8 @@ Step = Callable[[], list[TranscriptUpdate]]
 """One blocking transcriber step (draft, careful commit, tail): the updates to send."""
 Emit = Callable[[TranscriptUpdate, float], None]
 """Receives each update with the lag in seconds."""
+_PACE_SLACK = 2.0
+"""Audio seconds a client may run ahead of the wall clock and still count as sending in real time."""
 
 
 class LivePump:
@@ -48,17 +60,26 @@ class LivePump:
         emit: Emit,
         interval: float,
         metrics: Metrics,
+        run_draft: ModelRunner | None = None,
+        load: LoadMeter | None = None,
     ) -> None:
         self._session_id = session_id
         self._buffer = buffer
         self._transcriber = transcriber
         self._speakers = speakers
         self._run_model = run_model
+        self._run_draft = run_draft or run_model
+        self._load = load
+        self._started_at: float | None = None
+        self._drafted_at = 0  # buffer length when the last drafting step was taken
         self._emit = emit
         self._interval = int(interval * SAMPLE_RATE)
         self._metrics = metrics
         self._audio_arrived = asyncio.Event()
-        self._lock = asyncio.Lock()  # one step at a time: they share the transcriber
+        # One step at a time: they share the transcriber. Taken on the inference thread, not while
+        # waiting for one: a draft queued behind other sessions' careful passes must not hold up
+        # this session's own careful pass being applied (committed text first).
+        self._state = threading.Lock()
         self._running = False
         self._loop_task: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
@@ -69,8 +90,37 @@ class LivePump:
         """The committed segments so far, in order."""
         return self._transcriber.committed
 
+    @property
+    def processed_seconds(self) -> float:
+        """Seconds of audio the live steps have looked at (for the load meter)."""
+        return self._transcriber.processed_samples / SAMPLE_RATE
+
+    @property
+    def lag_seconds(self) -> float:
+        """Seconds of audio received but not yet looked at, for a client sending at real-time pace.
+
+        A client that sends faster (a burst, a resumed client catching up) leaves a backlog that says
+        nothing about whether the box keeps up with real time: 0 for it.
+        """
+        if self._started_at is None:
+            return 0.0
+        received = self._buffer.samples / SAMPLE_RATE
+        if received > time.monotonic() - self._started_at + _PACE_SLACK:
+            return 0.0
+        return (self._buffer.samples - self._transcriber.processed_samples) / SAMPLE_RATE
+
+    def _may_draft(self) -> bool:
+        """Whether this step may draft: the load meter's draft interval has passed since the last draft."""
+        if self._load is None:
+            return True
+        interval = max(self._interval, int(self._load.draft_interval * SAMPLE_RATE))
+        return self._buffer.samples - self._drafted_at >= interval
+
     def start(self) -> None:
         self._running = True
+        self._started_at = time.monotonic()
+        if self._load is not None:
+            self._load.live.track(self)
         self._loop_task = asyncio.create_task(self._loop(), name=f"pump-{self._session_id}")
 
     def listen(self, emit: Emit) -> list[TranscriptUpdate]:
@@ -85,6 +135,7 @@ class LivePump:
     def stop(self) -> None:
         """No more drafts: the recording stopped. The step in flight goes on (see `settle`)."""
         self._running = False
+        self._untrack()
         self._audio_arrived.set()
 
     async def settle(self) -> None:
@@ -105,9 +156,14 @@ class LivePump:
     def cancel(self) -> None:
         """Abandon the work in flight (the session ends without a final)."""
         self._running = False
+        self._untrack()
         for task in (self._loop_task, self._commit_task):
             if task is not None:
                 task.cancel()
+
+    def _untrack(self) -> None:
+        if self._load is not None:
+            self._load.live.untrack(self)
 
     async def _loop(self) -> None:
         while self._running:
@@ -117,7 +173,11 @@ class LivePump:
                 continue
             try:
                 self._metrics.jobs_total.labels(stage="asr_live").inc()
-                await self._advance(self._transcriber.advance)
+                if self._may_draft():
+                    self._drafted_at = self._buffer.samples
+                    await self._advance(self._transcriber.advance, self._run_draft)
+                else:  # thinned: freeze and stage careful passes on time, without the draft (cheap)
+                    await self._advance(functools.partial(self._transcriber.advance, draft=False))
                 self._start_commit()
                 if self._speakers is not None:
                     self._speakers.catch_up(self._buffer)
@@ -149,15 +209,20 @@ class LivePump:
             logger.exception("committing a careful pass failed (session %s)", self._session_id)
             self._metrics.job_failures.labels(stage="asr_live").inc()
 
-    async def _advance(self, step: Step) -> None:
-        async with self._lock:
-            updates = await self._run_model(step)
-            for update in updates:
-                await self._label(update)
-                lag = (self._buffer.samples - self._transcriber.processed_samples) / SAMPLE_RATE
-                self._metrics.processing_lag.observe(lag)
-                self._latest[update.segment_id] = update
-                self._emit(update, lag)
+    def _locked(self, step: Step) -> list[TranscriptUpdate]:
+        with self._state:
+            return step()
+
+    async def _advance(self, step: Step, run: ModelRunner | None = None) -> None:
+        # A draft's updates and a careful pass's never touch the same segment (staging a pass closes
+        # the drafted segments it takes), so their emits may interleave.
+        updates = await (run or self._run_model)(self._locked, step)
+        for update in updates:
+            await self._label(update)
+            lag = (self._buffer.samples - self._transcriber.processed_samples) / SAMPLE_RATE
+            self._metrics.processing_lag.observe(lag)
+            self._latest[update.segment_id] = update
+            self._emit(update, lag)
 
     async def _label(self, update: TranscriptUpdate) -> None:
         segment = update.segment

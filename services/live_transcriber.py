@@ -66,12 +66,13 @@ class LiveTranscriber:
         self.processed_samples = 0
         """Samples of audio the last call looked at: the client's lag is what came after."""
 
-    def advance(self) -> list[TranscriptUpdate]:
+    def advance(self, *, draft: bool = True) -> list[TranscriptUpdate]:
         """Look at the audio received so far: draft or freeze, and schedule careful passes.
 
-        A careful pass that is due is staged, not run: `take_commit` hands it out.
+        A careful pass that is due is staged, not run: `take_commit` hands it out. `draft=False`
+        (the pump thinning drafts under load) does all but the draft, so careful passes keep their timing.
         """
-        return self._step(final=False)
+        return self._step(final=False, draft=draft)
 
     def take_commit(self) -> CommitJob | None:
         """The careful pass `advance` scheduled, if any.
@@ -103,7 +104,7 @@ class LiveTranscriber:
                 updates += self.apply_commit(job, self.transcribe_commit(job))
             return updates + self._step(final=True)
 
-    def _step(self, *, final: bool) -> list[TranscriptUpdate]:
+    def _step(self, *, final: bool, draft: bool = True) -> list[TranscriptUpdate]:
         now = self._buffer.samples
         self._vad.feed(self._buffer.read(self._vad_fed, now))
         self._vad_fed = now
@@ -141,7 +142,7 @@ class LiveTranscriber:
             return self._commit_head(start, now, not_before=draft_start)
         if last <= self._drafted_until or last - utterance[0] < _MIN_DRAFT_SPEECH:
             return []  # nothing new was said since the last draft: it still stands
-        if now - self._drafted_at < (now - draft_start) * _DRAFT_SPACING:
+        if not draft or now - self._drafted_at < (now - draft_start) * _DRAFT_SPACING:
             return []
         self._drafted_until, self._drafted_at = last, now
         return self._draft(draft_start, now, onset=utterance[0])

@@ -4,7 +4,11 @@
   the inference threads, never on the event loop. It is the one door to them: every component
   that needs it is handed a `ModelRunner`, either this method (live priority) or a session's
   `runner(urgency)`, whose priority drops to background when nobody is watching that session.
-  Among waiting calls the most urgent runs first (`PriorityExecutor`).
+  Among waiting calls the most urgent runs first (`PriorityExecutor`): careful passes and finals,
+  then drafts (`runner(urgency, draft=True)`), then background work.
+- `load` (a `LoadMeter`, `services/capacity.py`) is read every `TICK_SECONDS` from the process's CPU
+  time, the live pumps (`load.live`, a `LiveLoad`) and the executor's queue wait: it thins drafts under
+  load and tells admission how many more meetings fit.
 - `submit(job)` queues a whole after-stop job (tail commit, diarisation, summary, hooks).
   `INFERENCE_WORKERS` asyncio workers run them, each taking up to `INFERENCE_BATCH_SIZE` jobs at a
   time, live jobs first; background jobs (clients that left, uploads) hold at most all workers but
@@ -22,12 +26,14 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ParamSpec, Protocol, TypeVar
 
 from observability import Metrics
+from services.capacity import TICK_SECONDS, CapacityPolicy, LoadMeter
 from services.errors import BacklogFullError
 from services.priority_executor import Priority, PriorityExecutor
 
@@ -68,7 +74,13 @@ class Orchestrator:
     """Owns the inference threads and the job workers; started and stopped by the app lifespan."""
 
     def __init__(
-        self, *, workers: int, batch_size: int, metrics: Metrics, max_background_audio: float = 7200.0
+        self,
+        *,
+        workers: int,
+        batch_size: int,
+        metrics: Metrics,
+        max_background_audio: float = 7200.0,
+        load: LoadMeter | None = None,
     ) -> None:
         self._workers = workers
         self._batch_size = batch_size
@@ -76,7 +88,8 @@ class Orchestrator:
         self._depth = metrics.queue_depth.labels(backend=metrics.backend_label)
         # One thread per job worker plus one, so live drafts always find a thread.
         self._executor = PriorityExecutor(workers + 1)
-        self._queues: dict[Priority, deque[InferenceJob]] = {priority: deque() for priority in Priority}
+        self._queues: dict[Priority, deque[InferenceJob]] = {Priority.LIVE: deque(), Priority.BACKGROUND: deque()}
+        self.load = load or LoadMeter(CapacityPolicy(by_load=False))
         self._background_slots = max(1, workers - 1)  # one worker stays free for a live meeting's final
         self._max_background_audio = max_background_audio
         self._background_audio = 0.0
@@ -103,16 +116,38 @@ class Orchestrator:
     async def start(self) -> None:
         self._accepting = True
         self._tasks = [asyncio.create_task(self._worker(i), name=f"inference-worker-{i}") for i in range(self._workers)]
+        self._tasks.append(asyncio.create_task(self._measure(), name="load-meter"))
+
+    async def _measure(self) -> None:
+        """Feed the load meter a reading every `TICK_SECONDS` (cheap: counters and a few attributes)."""
+        while True:
+            try:
+                self.load.update(
+                    self.load.live.read(
+                        interval=self.load.draft_interval,
+                        queue_wait=self._executor.take_live_wait(),
+                        at=time.monotonic(),
+                        cpu_seconds=time.process_time(),
+                    )
+                )
+            except Exception:  # the meter must never stop the orchestrator (`running` watches this task)
+                logger.exception("load meter update failed")
+            await asyncio.sleep(TICK_SECONDS)
 
     async def run_model(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking model code on the inference threads at live priority and await its result."""
         return await self._run(Priority.LIVE, functools.partial(fn, *args, **kwargs))
 
-    def runner(self, urgency: Urgency) -> ModelRunner:
-        """A `ModelRunner` whose calls take `urgency.level` as it stands when each call is made."""
+    def runner(self, urgency: Urgency, *, draft: bool = False) -> ModelRunner:
+        """A `ModelRunner` whose calls take `urgency.level` as it stands when each call is made.
+
+        `draft`: tentative live drafts, which wait behind careful passes and finals while the
+        session is live (`Priority.DRAFT`).
+        """
 
         async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-            return await self._run(urgency.level, functools.partial(fn, *args, **kwargs))
+            level = Priority.DRAFT if draft and urgency.level is Priority.LIVE else urgency.level
+            return await self._run(level, functools.partial(fn, *args, **kwargs))
 
         return run
 

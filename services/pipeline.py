@@ -99,6 +99,8 @@ class MeetingPipeline:
             emit=emit,
             interval=self._partial_interval,
             metrics=self.metrics,
+            run_draft=self._orchestrator.runner(urgency, draft=True),  # behind careful passes (capacity)
+            load=self._orchestrator.load,  # thins drafts under load (services/capacity.py)
         )
         return SessionParts(buffer, pump, speakers, urgency, spool=spool)
 

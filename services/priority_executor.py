@@ -18,6 +18,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
@@ -27,8 +28,10 @@ class Priority(IntEnum):
     """How urgent a piece of model work is; lower runs first."""
 
     LIVE = 0
-    """A meeting somebody is watching: drafts, careful passes, the final they wait for."""
-    BACKGROUND = 1
+    """A meeting somebody is watching: careful passes (committed text), the final they wait for."""
+    DRAFT = 1
+    """A live meeting's tentative drafts: thinned first under load, so they wait behind committed text."""
+    BACKGROUND = 2
     """Work nobody waits for on a socket: recordings whose client left, uploads."""
 
 
@@ -44,8 +47,10 @@ class PriorityExecutor:
     """`threads` worker threads taking calls from one priority queue."""
 
     def __init__(self, threads: int, name: str = "inference") -> None:
-        self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], Any] | None, concurrent.futures.Future[Any]]]
-        self._queue = queue.PriorityQueue()
+        self._queue: queue.PriorityQueue[
+            tuple[int, int, float, Callable[[], Any] | None, concurrent.futures.Future[Any]]
+        ] = queue.PriorityQueue()
+        self._live_wait = 0.0  # the longest a live call waited for a thread since the last read
         self._order = itertools.count()
         self._renice = _threads_can_be_reniced()
         self._threads = [
@@ -57,25 +62,32 @@ class PriorityExecutor:
     def submit(self, priority: Priority, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         """Queue `fn()`; the future holds its result or exception."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((int(priority), next(self._order), fn, future))
+        self._queue.put((int(priority), next(self._order), time.monotonic(), fn, future))
         return future
+
+    def take_live_wait(self) -> float:
+        """The longest a live call (careful pass, final) waited for a thread since the last call (load meter)."""
+        wait, self._live_wait = self._live_wait, 0.0
+        return wait
 
     def shutdown(self) -> None:
         """Let the running calls finish, cancel the waiting ones, and join the threads."""
         for _ in self._threads:
-            self._queue.put((_STOP, next(self._order), None, concurrent.futures.Future()))
+            self._queue.put((_STOP, next(self._order), 0.0, None, concurrent.futures.Future()))
         for thread in self._threads:
             thread.join()
         while not self._queue.empty():
-            _, _, _, future = self._queue.get_nowait()
+            *_, future = self._queue.get_nowait()
             future.cancel()
 
     def _work(self) -> None:
         niceness = 0
         while True:
-            priority, _, fn, future = self._queue.get()
+            priority, _, queued_at, fn, future = self._queue.get()
             if fn is None:
                 return
+            if priority == Priority.LIVE:  # drafts waiting is thinning at work, not overload
+                self._live_wait = max(self._live_wait, time.monotonic() - queued_at)
             wanted = BACKGROUND_NICE if priority >= Priority.BACKGROUND and self._renice else 0
             if wanted != niceness:
                 _set_thread_nice(wanted)

@@ -29,6 +29,7 @@ ENV_FILE = ".env"
 PROJECT_PREFIXES = (
     "ASR_", "LLM_", "VLLM_", "XAI_", "AZURE_OPENAI_", "GOOGLE_GEMINI_", "DIARIZATION_", "PYANNOTE_", "NEMO_",
     "MEETING_", "WORKFLOW_", "TTS_", "INFERENCE_", "ORCHESTRATOR_", "AUDIO_", "WS_", "MAX_", "REDIS_", "WORKER_",
+    "ADMISSION_",
 )  # fmt: skip
 _LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 _VLLM_FIELDS = ("vllm_base_url", "vllm_model_id", "vllm_completions_endpoint", "vllm_api_key")
@@ -70,6 +71,23 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(
         500.0, gt=0, description="Largest uploaded recording (POST /api/meetings, /v1/audio/transcriptions), in MB."
     )
+    # admission by load (services/capacity.py); MAX_SESSIONS stays the hard cap
+    admission_by_load: bool = Field(True, description="Admit a meeting only when the measured load says it fits.")
+    admission_cpu_cores: float = Field(0.0, ge=0.0, description="Cores to plan with; 0 = this process's CPU affinity.")
+    admission_cpu_target: float = Field(0.9, gt=0.0, le=1.0, description="Share of the cores live meetings may fill.")
+    admission_session_cpu: float = Field(
+        0.22, gt=0.0, le=10.0, description="CPU-s per audio s of one live meeting until measured with drafts thinned."
+    )
+    admission_max_lag_seconds: float = Field(
+        3.0, gt=0.0, description="Live audio waiting beyond the draft interval that stops admission."
+    )
+    admission_max_queue_wait_seconds: float = Field(
+        1.0, gt=0.0, description="Live model calls waiting this long for a thread stop admission."
+    )
+    admission_probation_seconds: float = Field(
+        10.0, ge=0.0, description="After an overload, lag and wait must stay under half their limits this long."
+    )
+    admission_retry_seconds: float = Field(15.0, gt=0.0, description="The retry_after hint of a busy refusal.")
 
     # --- ASR ----------------------------------------------------------------------------------
     asr_model_id: str = Field("", description="Whisper size name or model directory; empty uses the bundled tiny.en.")
@@ -91,6 +109,9 @@ class Settings(BaseSettings):
         8.0, ge=1.0, le=25.0, description="Pending speech that is committed at the next utterance end."
     )
     asr_vad_threshold: float = Field(0.35, gt=0.0, lt=1.0, description="Speech probability that opens an utterance.")
+    asr_partial_max_interval: float = Field(
+        2.0, ge=0.05, le=10.0, description="Longest the live step interval grows to when CPU is short (drafts thinned)."
+    )
 
     # --- audio buffer -------------------------------------------------------------------------
     audio_encryption_key: SecretStr | None = None

@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 from observability import Metrics
 from services.errors import BacklogFullError
-from services.orchestrator import InferenceJob, Orchestrator
+from services.fake_recognizer import FakeRecognizer, words_over
+from services.orchestrator import InferenceJob, ModelRunner, Orchestrator, Urgency
 from services.priority_executor import Priority, PriorityExecutor
+from services.types import Segment
 
 
 def _depth(metrics: Metrics) -> float:
@@ -129,3 +133,49 @@ async def test_background_jobs_leave_a_worker_for_live_ones_and_their_backlog_is
     await orchestrator.aclose()
     assert sorted(started) == ["left-1", "left-2", "left-3", "live"]
     assert metrics.registry.get_sample_value("meeting_assistant_background_jobs") == 0
+
+
+class _SlowRecognizer(FakeRecognizer):
+    """The scripted fake, slow: each call holds its thread until the test lets it go."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__(words_over("we ship the release on monday", 0.0, 3.0))
+        self._gate = gate
+
+    def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
+        self._gate.wait(10)
+        return super().draft(audio, offset, prompt)
+
+    def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
+        self._gate.wait(10)
+        return super().transcribe(audio, offset, prompt)
+
+
+async def test_careful_passes_run_before_the_drafts_of_live_sessions_waiting_for_a_thread() -> None:
+    orchestrator = Orchestrator(workers=1, batch_size=1, metrics=Metrics())  # two inference threads
+    await orchestrator.start()
+    gate = threading.Event()
+    recognizer = _SlowRecognizer(gate)
+    audio = np.zeros(16000 * 3, dtype=np.float32)
+    sessions = [Urgency() for _ in range(4)]
+    drafts = [orchestrator.runner(urgency, draft=True) for urgency in sessions]
+    careful = orchestrator.runner(sessions[0])
+    order: list[str] = []
+
+    async def call(name: str, run: ModelRunner, fn: Callable[..., object]) -> None:
+        await run(fn, audio, 0.0)
+        order.append(name)
+
+    # both threads busy with drafts; then four more drafts queue up, and one careful pass after them
+    tasks = [asyncio.create_task(call(f"busy-{i}", drafts[i], recognizer.draft)) for i in range(2)]
+    await asyncio.sleep(0.1)
+    tasks += [asyncio.create_task(call(f"draft-{i}", drafts[i], recognizer.draft)) for i in range(4)]
+    await asyncio.sleep(0.1)
+    tasks.append(asyncio.create_task(call("careful", careful, recognizer.transcribe)))
+    await asyncio.sleep(0.1)
+    gate.set()
+    await asyncio.gather(*tasks)
+    await orchestrator.aclose()
+    waiting = [name for name in order if not name.startswith("busy")]
+    assert waiting[0] == "careful", order
+    assert sorted(waiting[1:]) == [f"draft-{i}" for i in range(4)]
