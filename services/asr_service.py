@@ -14,6 +14,7 @@ Every method here blocks: call them on the inference executor, never on the even
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -29,8 +30,10 @@ from faster_whisper.transcribe import get_ctranslate2_storage
 
 from observability import Metrics
 from services.asr_counters import CountingModel, current_path, current_purpose, recognition_context
+from services.careful_window import WindowBudgetSpent, bound_encoder, encoder_windows
 from services.errors import ASRError, ConfigurationError
 from services.settings import Settings
+from services.transcript_words import trim_self_repetition
 from services.types import SAMPLE_RATE, Segment, Word
 
 logger = logging.getLogger(__name__)
@@ -115,6 +118,7 @@ class WhisperRecognizer:
     ) -> None:
         if not isinstance(model.model, CountingModel):
             model.model = CountingModel(model.model, metrics)
+        bound_encoder(model)
         self._model = model
         self.name = name
         self.multilingual = model.model.is_multilingual
@@ -189,11 +193,27 @@ class WhisperRecognizer:
                 vad_filter=False,
             )
             # transcribe() is lazy: consume the generator here, inside the worker thread.
-            segments = [_to_segment(piece, offset) for piece in pieces if not _is_hallucination(piece)]
+            segments = [_to_segment(piece, offset) for piece in _one_window(pieces, len(audio), self.language)]
         except RuntimeError as exc:
             raise ASRError(f"transcription failed: {exc}") from exc
         self._account("commit", started, len(audio) / SAMPLE_RATE)
         return [segment for segment in segments if segment.text]
+
+
+def _one_window(pieces, samples: int, language: str | None) -> list:  # type: ignore[no-untyped-def, type-arg]
+    """The pieces of a pass, stopped before a second encoder window over audio that fits in one.
+
+    (A language guess needs an encoder call of its own, so only a pass with a set language is bounded.)
+    """
+    bounded = language is not None and samples <= _MAX_FRAMES * SAMPLE_RATE // _FRAMES_PER_SECOND
+    kept = []
+    # What follows the window's last word is left to the live transcriber: it re-decodes it if the
+    # VAD heard speech there.
+    with encoder_windows(1 if bounded else None), contextlib.suppress(WindowBudgetSpent):
+        for piece in pieces:  # a loop, not a comprehension: keep what came before the budget ran out
+            if not _is_hallucination(piece):
+                kept.append(piece)
+    return kept
 
 
 # Whisper's training data was full of video outros; it "hears" them in noise and crosstalk.
@@ -224,38 +244,6 @@ def _to_segment(piece, offset: float) -> Segment:  # type: ignore[no-untyped-def
         for w in (piece.words or [])
     ]
     return Segment(start=offset + piece.start, end=offset + piece.end, text=piece.text.strip(), words=words)
-
-
-_WORD = re.compile(r"[\w']+")
-
-
-def trim_self_repetition(text: str) -> str:
-    """Cut a draft where it starts looping.
-
-    Short-padded decoding tends to loop once the real audio runs out ("Okay, we're ready.
-    Okay, we're ready. Okay, ...") and to stutter on very short windows ("Perfect Perfect
-    Perfect"). Cut where the opening three words come round again; keep the text up to the end
-    of the first copy of a phrase of three or more words repeated back to back, or of a one- or
-    two-word phrase repeated three times.
-    """
-    words = text.split()
-    key = [_normalise(w) for w in words]
-    for restart in range(3, len(key) - 2):
-        if key[restart : restart + 3] == key[:3]:
-            words, key = words[:restart], key[:restart]
-            break
-    for i in range(len(key)):
-        for period in range(1, (len(key) - i) // 2 + 1):
-            first, second = key[i : i + period], key[i + period : i + 2 * period]
-            if len(second) < period or first != second:
-                continue
-            if period >= 3 or key[i + 2 * period : i + 3 * period] == first:
-                return " ".join(words[: i + period])
-    return " ".join(words)
-
-
-def _normalise(word: str) -> str:
-    return "".join(_WORD.findall(word.lower()))
 
 
 def load_recognizer(settings: Settings, metrics: Metrics) -> WhisperRecognizer:

@@ -7,8 +7,6 @@ block (model work): call them on the inference executor, one at a time.
 
 from __future__ import annotations
 
-import numpy as np
-
 from observability import Metrics
 from services.asr_counters import recognition_context
 from services.asr_service import SpeechRecognizer
@@ -28,6 +26,10 @@ _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to 
 # A draft re-decodes its whole utterance, so its cost grows with the utterance: a long one is
 # re-drafted only after new audio of this share of its length (a 6 s utterance every 0.6 s).
 _DRAFT_SPACING = 0.1
+# A draft that read exactly like the one before (nothing new recognised) pushes the next one back
+# by this much audio per repeat, up to _MAX_STABLE repeats: a stable draft is not worth re-decoding.
+_STABLE_BACKOFF = int(0.4 * SAMPLE_RATE)
+_MAX_STABLE = 2
 
 
 class LiveTranscriber:
@@ -58,6 +60,7 @@ class LiveTranscriber:
         self._draft_id: int | None = None  # id of the utterance being drafted
         self._drafted_until = 0
         self._drafted_at = 0  # buffer length at the last draft
+        self._stable = 0  # drafts in a row of the open utterance that repeated the previous one
         self._head_retry_at = 0
         self._cut_at = -1  # where the last forced cut fell (a window starting there starts mid-phrase)
         self._staged: CommitJob | None = None  # scheduled by `advance`, not yet taken
@@ -142,22 +145,14 @@ class LiveTranscriber:
             return self._commit_head(start, now, not_before=draft_start)
         if last <= self._drafted_until or last - utterance[0] < _MIN_DRAFT_SPEECH:
             return []  # nothing new was said since the last draft: it still stands
-        if not draft or now - self._drafted_at < (now - draft_start) * _DRAFT_SPACING:
+        if not draft or now - self._drafted_at < (now - draft_start) * _DRAFT_SPACING + self._stable * _STABLE_BACKOFF:
             return []
         self._drafted_until, self._drafted_at = last, now
         return self._draft(draft_start, now, onset=utterance[0])
 
     def _speech_span(self, since: int, vad_end: int) -> tuple[int, int] | None:
         """First and last speech sample after `since`, by the VAD, or None."""
-        first_frame = since // FRAME_SAMPLES
-        probabilities = np.asarray(self._vad.probabilities[first_frame:])
-        onsets = np.flatnonzero(probabilities >= self._threshold)
-        if onsets.size == 0:
-            return None
-        continuing = np.flatnonzero(probabilities >= self._threshold * _HYSTERESIS)
-        first = max(since, (first_frame + int(onsets[0])) * FRAME_SAMPLES)
-        last = min(vad_end, (first_frame + int(continuing[-1]) + 1) * FRAME_SAMPLES)
-        return first, last
+        return self._vad.speech_span(since, vad_end, self._threshold, self._threshold * _HYSTERESIS)
 
     def _prompt(self) -> str:
         return " ".join(segment.text for segment in self.committed[-4:])[-_PROMPT_CHARS:]
@@ -172,12 +167,15 @@ class LiveTranscriber:
             self._draft_id = self._new_id()
             self._pending.append((self._draft_id, start / SAMPLE_RATE))
         segment = Segment(start=start / SAMPLE_RATE, end=end / SAMPLE_RATE, text=text)
+        previous = self._drafts.get(self._draft_id)
+        same = previous is not None and word_key(previous.text) == word_key(text)
+        self._stable = min(_MAX_STABLE, self._stable + 1) if same else 0
         self._drafts[self._draft_id] = segment
         return [TranscriptUpdate(self._draft_id, segment, committed=False)]
 
     def _freeze_draft(self, end: int) -> None:
         """The utterance ended: keep its draft on screen and draft the next one separately."""
-        self._draft_id = None
+        self._draft_id, self._stable = None, 0
         self._draft_start = max(self._draft_start, end)
 
     def _careful(self, start: int, end: int, *, whole: bool = True) -> list[Segment]:
@@ -197,8 +195,8 @@ class LiveTranscriber:
                 segments = self._transcribe(start, opening, self._prompt()) + segments
         covered = int(segments[-1].end * SAMPLE_RATE)
         if whole and self._skipped_speech(covered, end):
-            with recognition_context(purpose="tail"):
-                segments += self._transcribe(covered, end, " ".join(s.text for s in segments)[-_PROMPT_CHARS:])
+            with recognition_context(purpose="tail"):  # unprompted, as faster-whisper's own next window
+                segments += self._transcribe(covered, end, "")
         return segments
 
     def _transcribe_after_cut(self, start: int, end: int) -> list[Segment]:
@@ -265,7 +263,7 @@ class LiveTranscriber:
     def _stage(self, start: int, end: int) -> CommitJob:
         """Hand the drafts of [start, end) to a commit; drafting goes on after `end`."""
         job = CommitJob(start, end, tuple(self._pending), dict(self._drafts))
-        self._pending, self._draft_id, self._drafts = [], None, {}
+        self._pending, self._draft_id, self._drafts, self._stable = [], None, {}, 0
         self._commit_start = self._draft_start = max(self._commit_start, end)
         return job
 

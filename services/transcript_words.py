@@ -1,7 +1,9 @@
 """Word-level helpers of the live policy: where to cut a long utterance, dealing careful words
-back to drafted utterances, and building segments from words. Pure functions, no model."""
+back to drafted utterances, building segments from words, trimming looping drafts. Pure functions, no model."""
 
 from __future__ import annotations
+
+import re
 
 from services.types import Segment, Word
 
@@ -48,3 +50,35 @@ def segment_of(words: list[Word]) -> Segment:
     return Segment(
         start=words[0].start, end=words[-1].end, text="".join(w.text for w in words).strip(), words=list(words)
     )
+
+
+_WORD = re.compile(r"[\w']+")
+
+
+def trim_self_repetition(text: str) -> str:
+    """Cut a draft where it starts looping.
+
+    Short-padded decoding tends to loop once the real audio runs out ("Okay, we're ready.
+    Okay, we're ready. Okay, ...") and to stutter on very short windows ("Perfect Perfect
+    Perfect"). Cut where the opening three words come round again; keep the text up to the end
+    of the first copy of a phrase of three or more words repeated back to back, or of a one- or
+    two-word phrase repeated three times.
+    """
+    words = text.split()
+    key = [_normalise(w) for w in words]
+    for restart in range(3, len(key) - 2):
+        if key[restart : restart + 3] == key[:3]:
+            words, key = words[:restart], key[:restart]
+            break
+    for i in range(len(key)):
+        for period in range(1, (len(key) - i) // 2 + 1):
+            first, second = key[i : i + period], key[i + period : i + 2 * period]
+            if len(second) < period or first != second:
+                continue
+            if period >= 3 or key[i + 2 * period : i + 3 * period] == first:
+                return " ".join(words[: i + period])
+    return " ".join(words)
+
+
+def _normalise(word: str) -> str:
+    return "".join(_WORD.findall(word.lower()))

@@ -47,3 +47,16 @@ class StreamingVAD:
     @property
     def frames(self) -> int:
         return len(self.probabilities)
+
+    def speech_span(self, since: int, end: int, onset: float, offset: float) -> tuple[int, int] | None:
+        """First and last speech sample in [since, end) or None: speech opens on a frame scoring at
+        least `onset` and goes on while frames score at least `offset` (hysteresis)."""
+        first_frame = since // FRAME_SAMPLES
+        probabilities = np.asarray(self.probabilities[first_frame:])
+        onsets = np.flatnonzero(probabilities >= onset)
+        if onsets.size == 0:
+            return None
+        continuing = np.flatnonzero(probabilities >= offset)
+        first = max(since, (first_frame + int(onsets[0])) * FRAME_SAMPLES)
+        last = min(end, (first_frame + int(continuing[-1]) + 1) * FRAME_SAMPLES)
+        return first, last

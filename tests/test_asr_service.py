@@ -140,3 +140,29 @@ def test_fallbacks_per_window_are_bounded(tmp_path, fallbacks: int) -> None:  # 
     assert fallen_back <= encodes * fallbacks
     assert fallen_back >= min(fallbacks, 2), "the repetition trips the fallback tests"
     assert _careful_calls(metrics, "generate") == encodes + fallen_back
+
+
+def _encoder_calls(metrics: Metrics) -> float:
+    return sum(
+        sample.value
+        for family in metrics.asr_model_calls.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("op") == "encode"
+    )
+
+
+def test_a_careful_pass_encodes_one_window_when_the_audio_fits_in_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Bare transcribe seeks to this AMI window's last returned word (7.5 s) and encodes the 4 s
+    after it, padded to 30 s, once more; the live transcriber re-decodes such a rest itself when
+    its VAD heard speech there, so the careful pass stops after one encoder window."""
+    metrics = Metrics()
+    recognizer = load_recognizer(make_settings(tmp_path), metrics)
+    audio = decode_audio(str(FIXTURES / "ami_dev00_1s_17s.wav"))[int(3.9 * 16000) :]
+    before = _encoder_calls(metrics)
+    list(recognizer.model.transcribe(audio, language="en", word_timestamps=True, temperature=0.0)[0])
+    assert _encoder_calls(metrics) - before == 2  # the fixture still makes bare transcribe seek
+    before = _encoder_calls(metrics)
+    segments = recognizer.transcribe(audio, offset=0.0)
+    assert _encoder_calls(metrics) - before == 1
+    assert "name" in " ".join(s.text for s in segments).lower()
+    assert segments and segments[0].words and segments[-1].end < 8.0  # the first window's words, kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cryptography.fernet import Fernet
+from faster_whisper import decode_audio
 
 from observability import Metrics
 from services.asr_service import WhisperRecognizer, load_recognizer
@@ -12,7 +13,7 @@ from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.live_policy import LivePolicy
 from services.live_transcriber import LiveTranscriber
 from services.types import TranscriptUpdate
-from tests.support import load_wav, make_settings
+from tests.support import FIXTURES, load_wav, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +201,13 @@ def test_a_failed_careful_pass_commits_the_drafts(recognizer: WhisperRecognizer)
     else:
         pytest.fail("no careful pass was scheduled")
     assert "morning" in " ".join(s.text for s in live.committed).lower()
+
+
+def test_speech_after_the_careful_windows_last_word_is_committed(recognizer: WhisperRecognizer) -> None:
+    """After "ready to begin" is committed, Whisper stops the next AMI window (4-15.6 s) at 11.7 s;
+    the careful pass no longer encodes the rest in a second 30 s window, so the live transcriber
+    must decode it itself (its VAD hears speech there)."""
+    audio = decode_audio(str(FIXTURES / "ami_dev00_1s_17s.wav"))
+    _, live = _stream(recognizer, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
+    assert live.committed and live.committed[-1].end > 14.0
+    assert "ebenezer" in " ".join(segment.text for segment in live.committed).lower()
