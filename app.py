@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
 from integrations.workflows import build_workflows
-from observability import CONTENT_TYPE_LATEST, Metrics
+from observability import Metrics
 from services.admission import SessionCounter, SessionLimits, refusal_reason
 from services.asr_service import SpeechRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher
@@ -36,7 +36,7 @@ from services.errors import ConfigurationError
 from services.live_policy import LivePolicy
 from services.llm_service import LLMService, build_llm_service
 from services.logging_setup import configure_logging
-from services.meeting_store import MeetingStore, refresh_store_metrics
+from services.meeting_store import MeetingStore
 from services.meetings_api import router as meetings_router
 from services.memory import limit_malloc_arenas
 from services.openai_api import router as openai_router
@@ -50,6 +50,7 @@ from services.session import RecordingSession
 from services.settings import Settings, get_settings, unknown_setting_warnings
 from services.spool_directory import SpoolDirectory
 from services.sql_meeting_store import connect_meeting_store
+from services.status_api import router as status_router
 from services.tasks import cancel_and_wait
 from services.uploads import router as uploads_router
 from services.vad import load_vad_model
@@ -83,6 +84,7 @@ class AppState:
     metrics: Metrics
     sessions: SessionCounter
     limits: SessionLimits
+    load: LoadMeter
     services: Services | None = None
     accepting: bool = False
 
@@ -183,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=metrics,
         sessions=SessionCounter(settings.max_sessions, metrics, load),
         limits=SessionLimits.from_settings(settings),
+        load=load,
     )
 
     @asynccontextmanager
@@ -203,48 +206,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meetings_router)
     app.include_router(uploads_router)
     app.include_router(openai_router)
+    app.include_router(status_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        services = state.services
-        if services is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        ok = state.accepting and services.orchestrator.running
-        return JSONResponse(
-            {
-                "status": "ok" if ok else "stopping",
-                "asr_model": services.asr_model,
-                "workers": services.orchestrator.worker_count,
-                "queue_depth": services.orchestrator.queue_depth,
-                "active_sessions": state.sessions.active,
-                "max_sessions": state.sessions.limit,
-                "diarization": services.diarization.name if services.diarization else None,
-                "audio_encrypted": True,  # with no key configured, one is generated (services/data_key.py)
-                "llm_chain": services.llm.describe(),
-                "capacity": load.describe(state.sessions.active) | {"remaining": state.sessions.remaining},
-            },
-            status_code=200 if ok else 503,
-        )
-
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
-        """For a load balancer: 200 while another meeting fits here, 503 when full or not serving."""
-        services = state.services
-        serving = services is not None and state.accepting and services.orchestrator.running
-        remaining = state.sessions.remaining if serving else 0
-        body = {"ready": remaining > 0, "capacity": remaining, "active_sessions": state.sessions.active}
-        return JSONResponse(body, status_code=200 if remaining > 0 else 503)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        if state.services is not None:
-            await refresh_store_metrics(state.services.store, metrics)
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ws")
     async def recording_socket(websocket: WebSocket) -> None:
