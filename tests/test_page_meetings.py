@@ -179,7 +179,10 @@ def test_upload_then_open_rename_export_delete(browser: Browser, server: str) ->
 
     before = set(meeting_ids(page, server))
     page.set_input_files("#upload-file", str(UPLOAD))
-    expect(page.locator("#upload-status")).to_contain_text("one_voice.wav", timeout=10_000)
+    # Accepted (202): the status moves past "Uploading…".
+    accepted = re.compile("waiting for|being transcribed|is done")
+    expect(page.locator("#upload-status")).to_contain_text(accepted, timeout=10_000)
+    expect(page.locator("#upload-status")).to_contain_text("one_voice.wav")
     new = set(meeting_ids(page, server)) - before
     assert len(new) == 1
     (meeting_id,) = new
