@@ -4,7 +4,6 @@ and a real server refusing past its measured capacity."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -194,8 +193,7 @@ async def test_a_real_server_refuses_when_the_meter_says_full_and_ready_says_so(
         health = await _get(base_url, "/health")
         assert health.status_code == 200 and health.json()["capacity"]["remaining"] == 0
         async with websockets.connect(ws_url(base_url)) as ws:
-            await ws.send(json.dumps({"type": "start"}))
-            error, seen = await receive_until(ws, "error")
+            error, seen = await receive_until(ws, "error")  # before any start or audio is taken
             assert not seen, "refused before the session started"
             assert error["code"] == "busy" and error["retry_after"] == 15 and "15 s" in error["message"]
             with pytest.raises(ConnectionClosed) as closed:
