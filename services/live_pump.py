@@ -80,6 +80,7 @@ class LivePump:
         # waiting for one: a draft queued behind other sessions' careful passes must not hold up
         # this session's own careful pass being applied (committed text first).
         self._state = threading.Lock()
+        self._emitting = asyncio.Lock()  # updates are labelled and sent in the order their steps ended
         self._running = False
         self._loop_task: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
@@ -214,15 +215,14 @@ class LivePump:
             return step()
 
     async def _advance(self, step: Step, run: ModelRunner | None = None) -> None:
-        # A draft's updates and a careful pass's never touch the same segment (staging a pass closes
-        # the drafted segments it takes), so their emits may interleave.
         updates = await (run or self._run_model)(self._locked, step)
-        for update in updates:
-            await self._label(update)
-            lag = (self._buffer.samples - self._transcriber.processed_samples) / SAMPLE_RATE
-            self._metrics.processing_lag.observe(lag)
-            self._latest[update.segment_id] = update
-            self._emit(update, lag)
+        async with self._emitting:
+            for update in updates:
+                await self._label(update)
+                lag = (self._buffer.samples - self._transcriber.processed_samples) / SAMPLE_RATE
+                self._metrics.processing_lag.observe(lag)
+                self._latest[update.segment_id] = update
+                self._emit(update, lag)
 
     async def _label(self, update: TranscriptUpdate) -> None:
         segment = update.segment

@@ -193,8 +193,7 @@ async def test_a_real_server_refuses_when_the_meter_says_full_and_ready_says_so(
         health = await _get(base_url, "/health")
         assert health.status_code == 200 and health.json()["capacity"]["remaining"] == 0
         async with websockets.connect(ws_url(base_url)) as ws:
-            # no `start`: the refusal comes right after the handshake, before the client says anything
-            error, seen = await receive_until(ws, "error")
+            error, seen = await receive_until(ws, "error")  # before any start or audio is taken
             assert not seen, "refused before the session started"
             assert error["code"] == "busy" and error["retry_after"] == 15 and "15 s" in error["message"]
             with pytest.raises(ConnectionClosed) as closed:
