@@ -37,7 +37,7 @@ class LivePolicy:
     min_silence: float = 0.5
     commit_silence: float = 1.0
     commit_window: float = 8.0
-    max_utterance: float = 6.0
+    max_utterance: float = 8.0
     vad_threshold: float = 0.35
 
     @classmethod

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     asr_cpu_threads: int = Field(1, ge=0, description="Threads per inference worker (0 = CTranslate2 default).")
     asr_partial_interval: float = Field(0.4, ge=0.05, le=5.0, description="Seconds of new audio between live decodes.")
     asr_max_utterance_seconds: float = Field(
-        6.0, ge=2.0, le=25.0, description="Utterance length without a pause that forces a commit of its settled head."
+        8.0, ge=2.0, le=25.0, description="Utterance length without a pause that forces a commit of its settled head."
     )
     asr_min_silence_seconds: float = Field(0.5, ge=0.1, le=5.0, description="Pause that ends an utterance.")
     asr_commit_silence_seconds: float = Field(1.0, ge=0.1, le=10.0, description="Pause that commits all pending text.")
