@@ -47,7 +47,8 @@ from services.recovery import AudioUpkeep
 from services.redis_backend.gateway import RemotePipeline, open_remote_pipeline
 from services.resume import ResumeRegistry
 from services.session import RecordingSession
-from services.settings import Settings, get_settings, unknown_setting_warnings
+from services.setting_names import unknown_setting_warnings
+from services.settings import Settings, get_settings
 from services.spool_directory import SpoolDirectory
 from services.sql_meeting_store import connect_meeting_store
 from services.status_api import router as status_router

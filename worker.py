@@ -14,7 +14,8 @@ import logging
 from services.errors import ConfigurationError
 from services.logging_setup import configure_logging
 from services.redis_backend.worker_process import run_worker
-from services.settings import get_settings, unknown_setting_warnings
+from services.setting_names import unknown_setting_warnings
+from services.settings import get_settings
 
 logger = logging.getLogger("meeting_assistant.worker")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from services.errors import ConfigurationError
-from services.settings import Settings, load_settings, unknown_setting_warnings
+from services.setting_names import unknown_setting_warnings
+from services.settings import Settings, load_settings
 
 
 def _settings(monkeypatch: pytest.MonkeyPatch, **environ: str) -> Settings:
