@@ -83,11 +83,11 @@ async def stream(port: int, pcm: np.ndarray, tracker: LagTracker, delay: float) 
     await asyncio.sleep(delay)
     result: dict[str, object] = {}
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
-        await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
-        first = json.loads(await ws.recv())
+        first = json.loads(await ws.recv())  # the refusal comes before `start`; else `connected`
         if first["type"] == "error":
             await ws.wait_closed()
             return {"refused": first, "close": ws.close_code}
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
         began = time.monotonic()
 
         async def reader() -> dict[str, object]:
