@@ -64,7 +64,8 @@ class CapacityPolicy:
     def from_settings(cls, settings: Settings) -> CapacityPolicy:
         return cls(
             max_sessions=settings.max_sessions,
-            by_load=settings.admission_by_load,
+            # a Redis gateway runs no models: its own CPU says nothing about the workers' room
+            by_load=settings.admission_by_load and settings.orchestrator_backend == "asyncio",
             cores=settings.admission_cpu_cores or available_cores(),
             cpu_target=settings.admission_cpu_target,
             session_cpu=settings.admission_session_cpu,
