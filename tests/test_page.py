@@ -115,6 +115,33 @@ def wait_for_words(page: Page, *words: str, timeout: float) -> float:
     return time.monotonic() - began
 
 
+# Every text #notice shows, kept in the page: a notice such as "reconnecting in 1 s…" may last
+# only a quarter of a second, shorter than expect()'s polling interval.
+_KEEP_NOTICES = """
+window.__notices = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const notice = document.querySelector("#notice");
+  new MutationObserver(() => window.__notices.push(notice.textContent)).observe(notice, {
+    childList: true, characterData: true, subtree: true,
+  });
+});
+"""
+
+
+def keep_notices(page: Page) -> None:
+    """Record every notice text from the next navigation on (call before `page.goto`)."""
+    page.add_init_script(_KEEP_NOTICES)
+
+
+def wait_for_notice(page: Page, text: str, timeout: float) -> None:
+    """Wait until #notice has shown `text` (case-insensitive), however briefly."""
+    page.wait_for_function(
+        "text => window.__notices.some(n => n.toLowerCase().includes(text))",
+        arg=text.lower(),
+        timeout=timeout * 1000,
+    )
+
+
 def stop_twice(page: Page) -> None:
     """Press Stop, and at once again: the second press must be harmless."""
     page.evaluate("() => { const b = document.querySelector('#record'); b.click(); b.click(); }")
@@ -249,9 +276,10 @@ def test_dropped_connection_falls_back_to_a_new_session(browser: Browser, live_s
         server.on_message(to_page)
 
     page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
+    keep_notices(page)
     page.goto(live_server + "/")
     page.click("#record")
-    expect(page.locator("#notice")).to_contain_text("reconnecting", timeout=30_000)
+    wait_for_notice(page, "reconnecting", timeout=30)
     kept = transcript_text(page)
     assert kept.strip(), "committed text stays on screen"
     expect(page.locator("#status")).to_contain_text("no longer had this recording", timeout=15_000)

@@ -14,7 +14,16 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Page, WebSocketRoute, expect, sync_playwright
 
 from tests.support import make_settings, run_server
-from tests.test_page import ALLOW_MIC, FAKE_MIC, Watch, launch, transcript_text, wait_for_words
+from tests.test_page import (
+    ALLOW_MIC,
+    FAKE_MIC,
+    Watch,
+    keep_notices,
+    launch,
+    transcript_text,
+    wait_for_notice,
+    wait_for_words,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 UPLOAD = ROOT / "tests" / "fixtures" / "one_voice.wav"
@@ -89,10 +98,11 @@ def test_dropped_socket_resumes_into_the_same_session(browser: Browser, server: 
         upstream.on_message(to_page)
 
     page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
+    keep_notices(page)
     page.goto(server + "/")
     before = set(meeting_ids(page, server))
     page.click("#record")
-    expect(page.locator("#notice")).to_contain_text("reconnecting", timeout=30_000)
+    wait_for_notice(page, "reconnecting", timeout=30)
     kept = transcript_text(page)
     assert kept.strip(), "committed text stays on screen"
     expect(page.locator("#status")).to_contain_text("same session", timeout=15_000)
