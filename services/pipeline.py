@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from observability import Metrics
 from services.asr_service import SpeechRecognizer
@@ -24,6 +24,7 @@ from services.errors import BacklogFullError, MeetingAssistantError
 from services.live_policy import LivePolicy
 from services.live_pump import Emit, LivePump
 from services.live_transcriber import LiveTranscriber
+from services.meeting_steps import label_speakers, summarize, timed
 from services.meeting_store import MeetingStore, record_final, record_start, record_status
 from services.memory import release_free_memory
 from services.orchestrator import InferenceJob, Orchestrator, Urgency
@@ -34,7 +35,7 @@ from services.spool import SpoolMeta
 from services.spool_directory import SpoolDirectory, SpooledAudioBuffer
 from services.stored_meeting import MeetingSource, MeetingStatus
 from services.tasks import cancel_and_wait
-from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary, Segment
+from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary
 
 if TYPE_CHECKING:
     from integrations.workflows import WorkflowRunner
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Send = Callable[[dict[str, Any]], None]
 
 NO_SPEECH_SUMMARY = "No speech was detected in this recording."
@@ -224,11 +224,15 @@ class MeetingPipeline:
         segments = [segment for segment in recording.parts.pump.committed if segment.text]
         if segments:
             send(notice("diarizing", session_id))
-            segments = await _timed(timings, "diarization", self._diarize(session_id, turns, segments, errors))
-            send(notice("summarizing", session_id))
-            summary, provider = await _timed(
-                timings, "summary", self._summarize(session_id, recording.title, segments, errors)
+            labelled = label_speakers(
+                self._diarization, turns, segments, session_id=session_id, metrics=self.metrics, errors=errors
             )
+            segments = await timed(timings, "diarization", labelled)
+            send(notice("summarizing", session_id))
+            summary_step = summarize(
+                self._llm, segments, session_id=session_id, title=recording.title, metrics=self.metrics, errors=errors
+            )
+            summary, provider = await timed(timings, "summary", summary_step)
         else:
             summary, provider = MeetingSummary(summary=NO_SPEECH_SUMMARY), "none"
         record = MeetingRecord(
@@ -241,7 +245,7 @@ class MeetingPipeline:
             provider=provider,
             errors=errors,
         )
-        errors.extend(await _timed(timings, "workflows", self._workflows.run(record)))
+        errors.extend(await timed(timings, "workflows", self._workflows.run(record)))
         timings["stop_to_final"] = time.perf_counter() - recording.stopped_at
         if recording.source is MeetingSource.LIVE and not recording.recovered:  # not a live latency
             self.metrics.end_to_end_latency.observe(timings["stop_to_final"])
@@ -262,41 +266,6 @@ class MeetingPipeline:
         send(notice("done", session_id))
         return final
 
-    async def _diarize(
-        self,
-        session_id: str,
-        turns: asyncio.Task[list[SpeakerTurn]] | None,
-        segments: list[Segment],
-        errors: list[str],
-    ) -> list[Segment]:
-        if self._diarization is None or turns is None:
-            return segments
-        try:
-            return self._diarization.apply_turns(segments, await turns)
-        except MeetingAssistantError as exc:
-            logger.warning("diarisation failed (session %s): %s", session_id, exc)
-            self.metrics.job_failures.labels(stage="diarization").inc()
-            errors.append(f"Speaker labels unavailable: {exc}")
-            return segments
-
-    async def _summarize(
-        self, session_id: str, title: str | None, segments: Sequence[Segment], errors: list[str]
-    ) -> tuple[MeetingSummary, str]:
-        self.metrics.jobs_total.labels(stage="summary").inc()
-        outcome = await self._llm.summarize_meeting(segments, title=title, session_id=session_id)
-        if outcome.provider == "none":
-            self.metrics.job_failures.labels(stage="summary").inc()
-        errors.extend(outcome.errors)
-        return outcome.summary, outcome.provider
-
 
 def _nobody(message: dict[str, Any]) -> None:
     """Where the messages of a meeting whose client left go."""
-
-
-async def _timed(timings: dict[str, float], name: str, step: Awaitable[T]) -> T:
-    started = time.perf_counter()
-    try:
-        return await step
-    finally:
-        timings[name] = time.perf_counter() - started

@@ -2,8 +2,8 @@
 
 Its states and their transitions are in `session_state.py`; the policies behind them in the
 README ("Session lifecycle policy"). The live work is the pump's (`live_pump.py`), the after-stop
-job the pipeline's (`pipeline.py`), a dropped socket's recording waits in `resume.py`: this
-module only sends what they make.
+job the pipeline's (`pipeline.py`), a dropped socket's recording waits in `resume.py`, the
+frame limits are the guard's (`client_guard.py`): this module only sends what they make.
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.admission import SessionLimits
-from services.audio_intake import FramePacer, PcmDecoder
+from services.audio_intake import PcmDecoder
+from services.client_guard import ClientGuard
 from services.errors import ProtocolError, SessionStateError
 from services.outbox import Outbox
 from services.pipeline import MeetingPipeline
 from services.protocol import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
-    CLOSE_TOO_BIG,
     StartMessage,
-    error_message,
     notice,
     parse_client_text,
     partial_message,
@@ -68,8 +67,7 @@ class RecordingSession:
         self._decoder = PcmDecoder(SAMPLE_RATE)
         self._title: str | None = None
         self._started_at = time.time()
-        self._violations = 0
-        self._pacer = FramePacer(limits.max_frames_per_second)
+        self._guard = ClientGuard(limits, self._metrics, self._outbox)
         self._late_audio_noticed = False
         self._opened_at = self._last_audio_at = time.monotonic()
         self._done = asyncio.Event()
@@ -121,7 +119,7 @@ class RecordingSession:
     def _on_silence(self) -> int | None:
         """The client sent nothing for too long: close a silent socket, finish an idle recording."""
         if self.state is SessionState.CONNECTED:
-            self._tell("handshake_timeout", seconds=self._limits.handshake_timeout)
+            self._guard.tell("handshake_timeout", seconds=self._limits.handshake_timeout)
             return CLOSE_POLICY
         if self.state is SessionState.RECORDING:
             self._outbox.put(notice("idle", self.id, seconds=self._limits.idle_timeout))
@@ -166,11 +164,11 @@ class RecordingSession:
         """Handle one frame; a close code when the socket must close."""
         try:
             if message.get("bytes") is not None:
-                await self._throttle()
+                await self._guard.pace(peer_gone(self._ws.scope))
                 return self._on_audio(message["bytes"])
             self._on_text(message.get("text") or "")
         except ProtocolError as exc:
-            return self._violation(exc)
+            return self._guard.violation(exc)
         return None
 
     def _on_text(self, text: str) -> None:
@@ -214,15 +212,14 @@ class RecordingSession:
         self._stop("stop received")
 
     def _on_audio(self, data: bytes) -> int | None:
-        if len(data) > self._limits.max_message_bytes:
-            self._metrics.protocol_errors.labels(code="frame_too_big").inc()
-            return CLOSE_TOO_BIG
+        if (close_code := self._guard.oversized(data)) is not None:
+            return close_code
         if not data:
             return None
         if self.state not in LIVE:  # frames in flight after a stop are normal: one notice, never a violation
             if not self._late_audio_noticed:
                 self._late_audio_noticed = True
-                self._tell("audio_after_stop")
+                self._guard.tell("audio_after_stop")
             return None
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
@@ -236,29 +233,6 @@ class RecordingSession:
         if buffer.samples >= limit:
             self._outbox.put(notice("max_length", self.id, seconds=self._limits.max_session_seconds))
             self._stop("maximum session length reached")
-        return None
-
-    def _tell(self, code: str, **values: Any) -> None:
-        """An `error` the server detects itself, counted but not a violation."""
-        self._metrics.protocol_errors.labels(code=code).inc()
-        self._outbox.put(server_error(code, **values))
-
-    async def _throttle(self) -> None:
-        """Pace a flooding client (`FramePacer`); frames a vanished client left are read at once."""
-        delay, tell = self._pacer.next_frame()
-        if delay <= 0 or peer_gone(self._ws.scope):
-            return
-        if tell:
-            self._tell("rate_limited", rate=self._limits.max_frames_per_second)
-        await asyncio.sleep(delay)
-
-    def _violation(self, error: ProtocolError) -> int | None:
-        self._violations += 1
-        self._metrics.protocol_errors.labels(code=error.code).inc()
-        self._outbox.put(error_message(error.code, error.message))
-        if self._violations >= self._limits.max_violations:
-            self._outbox.put(server_error("too_many_errors"))
-            return CLOSE_POLICY
         return None
 
     def _transition(self, target: SessionState) -> None:
