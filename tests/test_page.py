@@ -115,29 +115,31 @@ def wait_for_words(page: Page, *words: str, timeout: float) -> float:
     return time.monotonic() - began
 
 
-# Every text #notice shows, kept in the page: a notice such as "reconnecting in 1 s…" may last
-# only a quarter of a second, shorter than expect()'s polling interval.
-_KEEP_NOTICES = """
-window.__notices = [];
+# Every text #notice and #status show, kept in the page: a notice such as "reconnecting in 1 s…"
+# may last a quarter of a second, shorter than expect()'s polling interval.
+_KEEP_SHOWN = """
+window.__shown = { notice: [], status: [] };
 document.addEventListener("DOMContentLoaded", () => {
-  const notice = document.querySelector("#notice");
-  new MutationObserver(() => window.__notices.push(notice.textContent)).observe(notice, {
-    childList: true, characterData: true, subtree: true,
-  });
+  for (const id of Object.keys(window.__shown)) {
+    const element = document.getElementById(id);
+    new MutationObserver(() => window.__shown[id].push(element.textContent)).observe(element, {
+      childList: true, characterData: true, subtree: true,
+    });
+  }
 });
 """
 
 
-def keep_notices(page: Page) -> None:
-    """Record every notice text from the next navigation on (call before `page.goto`)."""
-    page.add_init_script(_KEEP_NOTICES)
+def keep_shown(page: Page) -> None:
+    """Record every text of #notice and #status from the next navigation on (call before `page.goto`)."""
+    page.add_init_script(_KEEP_SHOWN)
 
 
-def wait_for_notice(page: Page, text: str, timeout: float) -> None:
-    """Wait until #notice has shown `text` (case-insensitive), however briefly."""
+def wait_for_shown(page: Page, element: str, text: str, timeout: float) -> None:
+    """Wait until `element` ("notice" or "status") has shown `text` (case-insensitive), however briefly."""
     page.wait_for_function(
-        "text => window.__notices.some(n => n.toLowerCase().includes(text))",
-        arg=text.lower(),
+        "([id, text]) => window.__shown[id].some(shown => shown.toLowerCase().includes(text))",
+        arg=[element, text.lower()],
         timeout=timeout * 1000,
     )
 
@@ -276,14 +278,14 @@ def test_dropped_connection_falls_back_to_a_new_session(browser: Browser, live_s
         server.on_message(to_page)
 
     page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
-    keep_notices(page)
+    keep_shown(page)
     page.goto(live_server + "/")
     page.click("#record")
-    wait_for_notice(page, "reconnecting", timeout=30)
+    wait_for_shown(page, "notice", "reconnecting", timeout=30)
     kept = transcript_text(page)
     assert kept.strip(), "committed text stays on screen"
-    expect(page.locator("#status")).to_contain_text("no longer had this recording", timeout=15_000)
-    expect(page.locator("#notice")).to_contain_text("new session")
+    wait_for_shown(page, "status", "no longer had this recording", timeout=15)
+    wait_for_shown(page, "notice", "new session", timeout=5)
     assert len(connections) == 2
     wait_for_words(page, "budget", timeout=45)
     page.click("#record")

@@ -18,10 +18,10 @@ from tests.test_page import (
     ALLOW_MIC,
     FAKE_MIC,
     Watch,
-    keep_notices,
+    keep_shown,
     launch,
     transcript_text,
-    wait_for_notice,
+    wait_for_shown,
     wait_for_words,
 )
 
@@ -98,14 +98,14 @@ def test_dropped_socket_resumes_into_the_same_session(browser: Browser, server: 
         upstream.on_message(to_page)
 
     page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
-    keep_notices(page)
+    keep_shown(page)
     page.goto(server + "/")
     before = set(meeting_ids(page, server))
     page.click("#record")
-    wait_for_notice(page, "reconnecting", timeout=30)
+    wait_for_shown(page, "notice", "reconnecting", timeout=30)
     kept = transcript_text(page)
     assert kept.strip(), "committed text stays on screen"
-    expect(page.locator("#status")).to_contain_text("same session", timeout=15_000)
+    wait_for_shown(page, "status", "same session", timeout=15)
     assert len(connections) == 2
     wait_for_words(page, "budget", timeout=45)
     page.click("#record")
