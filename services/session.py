@@ -83,6 +83,9 @@ class RecordingSession:
             close_code = await self._receive_loop()
         finally:
             await self._leave(close_code, sender)
+            if self.state is SessionState.DONE and self._parts.listed is not None:
+                # Unfinished (the server is shutting down): let its row be written before the store closes.
+                await asyncio.wait({self._parts.listed})
 
     # --- the socket ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from services.pipeline import MeetingPipeline
 from services.resume import ResumeRegistry
 from services.session import RecordingSession
 from services.session_state import SessionState
+from services.sql_meeting_store import SqlMeetingStore, sqlite_url
+from services.stored_meeting import MeetingStatus
 from tests.fakes.pipeline import FakeWebSocket, RecordingHook, fake_pipeline, scripted_words
 from tests.support import load_wav
 
@@ -185,15 +188,20 @@ async def test_odd_sized_48khz_frames_are_reassembled(pipeline_and_hook: tuple[M
     assert "marketing will publish" in final["transcript"].lower()
 
 
-async def test_a_stop_while_the_server_shuts_down_ends_with_a_clear_error() -> None:
-    async with fake_pipeline(FakeRecognizer(scripted_words("one_voice"))) as (pipeline, orchestrator):
+async def test_a_stop_while_the_server_shuts_down_ends_with_a_clear_error(tmp_path: Path) -> None:
+    store = await SqlMeetingStore.open(sqlite_url(tmp_path))
+    async with fake_pipeline(FakeRecognizer(scripted_words("one_voice")), store=store) as (pipeline, orchestrator):
         await orchestrator.drain()  # shutting down: no new jobs
         session, socket = _session(pipeline)
         socket.audio(_pcm(2.0))
         socket.json({"type": "stop"})
         await session.run()
+        await store.aclose()  # what shutdown does next
     assert _codes(socket) == ["shutting_down"] and not socket.of_type("final")
     assert session.state is SessionState.DONE
+    async with await SqlMeetingStore.open(sqlite_url(tmp_path)) as reopened:
+        # Listed before the store closed, so start-up recovery finds the meeting and its spool.
+        assert (await reopened.get("s1")).status is MeetingStatus.RECORDING
 
 
 async def test_live_partials_are_sent_while_audio_streams_in(
