@@ -342,3 +342,33 @@ async def test_two_far_field_talkers_stay_two_whatever_the_padding(
     turns = await _as_recorded(service, _audio("ami_dev00"), f"ami-dev00-{pad_ms}")
     assert len({t.speaker for t in turns}) == 2
     assert _agreement(turns, _reference("dev00"), 30.0) >= 0.8
+
+
+async def test_one_far_field_talker_from_two_excerpts_stays_one_speaker(service: DiarizationService) -> None:
+    """Issue 9 (one voice gives one speaker): MEE009 alone at three moments of the AMI meeting
+    (dev00 1.44-13.15 s and 18.4-20.56 s, dev01 7-11.8 s, where the corpus turns have nobody else),
+    about 19 s of one far-field talker with pauses between, stays one speaker on the server's path."""
+    dev00, dev01 = _audio("ami_dev00"), _audio("ami_dev01_7s_12s")
+    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+
+    def cut(start: float, end: float) -> np.ndarray:
+        return dev00[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+
+    audio = np.concatenate([cut(1.44, 13.15), pause, dev01, pause, cut(18.4, 20.56)])
+    turns = await _as_recorded(service, audio, "one-talker-two-excerpts")
+    assert sum(t.end - t.start for t in turns) >= 15.0
+    assert len({t.speaker for t in turns}) == 1
+
+
+@pytest.mark.parametrize(("name", "talkers"), [("ami_dev00", 2), ("ami_trn04", 3)])
+@pytest.mark.parametrize(("shift", "gain"), [(0.5, 1.0), (0.0, 0.5), (0.0, 2.0)])
+async def test_far_field_count_holds_when_the_recording_is_reframed(
+    service: DiarizationService, name: str, talkers: int, shift: float, gain: float
+) -> None:
+    """Issue 9 (count within ±1): the same far-field recording starting half a second later, or half
+    or twice as loud, moves every window and VAD decision; the count found must stay within one of
+    the corpus count. It moved by one on AMI dev01 and trn04 in the benchmark (`--perturb`), never
+    by two; a count that moves by more with the framing is not to be trusted on other rooms."""
+    audio = np.clip(_audio(name)[int(shift * SAMPLE_RATE) :] * gain, -1.0, 1.0)
+    turns = await _as_recorded(service, audio, f"{name}-{shift}-{gain}")
+    assert abs(len({t.speaker for t in turns}) - talkers) <= 1

@@ -11,6 +11,7 @@ on one torch thread and 2.9-4.2 CPU-s (and more wall time) on two.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,9 @@ for distant talkers: Silero's probability falls early at the quiet ends of far-f
 turns came out short (missed speech) and windows cut off mid-word. Measured 60-600 ms on the AMI
 excerpts: 60 ms gave 33.6 % mean DER, 300-400 ms 22.1-22.4 % (bench/RESULTS-diarization.md).
 A lower threshold finds more speech but its windows scatter and split one talker."""
+
+
+SpeechFinder = Callable[[np.ndarray], list[tuple[int, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +178,13 @@ class StreamingDiarizer:
     `OPEN_SECONDS` of audio) get their windows embedded and the audio up to there is settled, so
     at the end only the last region or two and the clustering are left. The VAD restarts at each
     settled point, which lies in a pause. Not thread-safe: one `feed` or `turns` at a time.
+    `find_speech` (sample spans of speech in the audio it is given) is Silero's `speech_regions`;
+    the benchmark hands in the reference turns instead, to tell detection errors from clustering.
     """
 
-    def __init__(self, backend: EmbeddedBackend) -> None:
+    def __init__(self, backend: EmbeddedBackend, find_speech: SpeechFinder | None = None) -> None:
         self._encoder = backend.encoder
+        self._find_speech = find_speech or speech_regions
         self.settled = 0
         """Sample before which the recording has been looked at for good."""
         self._groups: list[list[Window]] = []
@@ -186,7 +193,7 @@ class StreamingDiarizer:
     def feed(self, audio: np.ndarray, *, final: bool = False) -> None:
         """Embed the speech in `audio` (the recording from `settled` on) that is over."""
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        regions = speech_regions(audio)
+        regions = self._find_speech(audio)
         limit = len(audio) if final else len(audio) - int(OPEN_SECONDS * SAMPLE_RATE)
         closed = [region for region in regions if region[1] <= limit]
         open_regions = regions[len(closed) :]
