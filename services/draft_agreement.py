@@ -29,11 +29,11 @@ from services.types import SAMPLE_RATE, Word
 
 HOLD = 1
 """Agreed words left unlocked at the end (the last agreed word may still change)."""
-MIN_LOCK = 2
+MIN_LOCK = 1
 """Fewer agreed words are not worth an alignment pass."""
-VERIFY_EVERY = 4
+VERIFY_EVERY = 6
 """Every this many drafts of a locked utterance, one decodes it whole and checks the lock."""
-MARGIN = 1.0
+MARGIN = 0.5
 """A lock ends at least this many seconds before the end of the audio drafted."""
 EARLY = 0.15
 """The next draft's audio starts this much before the aligned word boundary: alignment times are

@@ -166,3 +166,42 @@ def test_a_careful_pass_encodes_one_window_when_the_audio_fits_in_one(tmp_path) 
     assert _encoder_calls(metrics) - before == 1
     assert "name" in " ".join(s.text for s in segments).lower()
     assert segments and segments[0].words and segments[-1].end < 8.0  # the first window's words, kept
+
+
+def _draft_calls(metrics: Metrics, op: str) -> float:
+    return metrics.asr_model_calls.labels(path="draft", op=op)._value.get()
+
+
+def test_an_agreed_draft_opening_comes_back_timed_where_it_was_said(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Incremental drafts drop the audio of the words two drafts agree on: where those words end
+    must come from the audio (alignment), or the next draft would start mid-word."""
+    metrics = Metrics()
+    recognizer = load_recognizer(make_settings(tmp_path), metrics)
+    audio = _audio("one_voice.wav")[: int(4.6 * 16000)]
+    first = recognizer.draft(audio, 0.0).split()
+    draft = recognizer.draft_agreed(audio, 10.0, "", first, min_words=3)
+    assert draft.text.split() == first
+    assert [w.text.strip() for w in draft.agreed] == first, "every word agreed, every word timed"
+    assert [w.start for w in draft.agreed] == sorted(w.start for w in draft.agreed)
+    assert all(10.0 <= w.start <= w.end <= 14.6 for w in draft.agreed)
+    careful = {w.text.strip(" ,.").lower(): w for s in recognizer.transcribe(audio, 10.0) for w in s.words}
+    for word in draft.agreed:  # the same place as the careful pass's word times, within a few frames
+        if (match := careful.get(word.text.strip(" ,.").lower())) is not None:
+            assert abs(word.end - match.end) < 0.5, word
+    assert _draft_calls(metrics, "align") == 1
+
+
+def test_a_disagreeing_draft_is_not_aligned(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    metrics = Metrics()
+    recognizer = load_recognizer(make_settings(tmp_path), metrics)
+    audio = _audio("one_voice.wav")[: int(4.6 * 16000)]
+    draft = recognizer.draft_agreed(audio, 0.0, "", ["Purple", "elephants", "dance"], min_words=3)
+    assert "numbers look strong" in draft.text.lower() and draft.agreed == []
+    assert _draft_calls(metrics, "align") == 0 and _draft_calls(metrics, "generate") == 1
+
+
+def test_a_draft_drops_the_word_it_repeats_across_the_lock(recognizer: WhisperRecognizer) -> None:
+    audio = _audio("one_voice.wav")[: int(4.6 * 16000)]
+    first = recognizer.draft(audio, 0.0).split()
+    draft = recognizer.draft_agreed(audio, 0.0, "", [], min_words=3, after=first[0])
+    assert draft.text.split() == first[1:]
