@@ -10,7 +10,7 @@ from faster_whisper import decode_audio
 from observability import Metrics
 from services.asr_service import Draft, WhisperRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
-from services.draft_agreement import HOLD, VERIFY_EVERY, DraftAgreement
+from services.draft_agreement import HOLD, MARGIN, VERIFY_EVERY, DraftAgreement
 from services.live_policy import LivePolicy
 from services.live_transcriber import LiveTranscriber
 from services.types import TranscriptUpdate, Word
@@ -222,14 +222,15 @@ def test_the_agreed_opening_is_locked_but_its_last_word_and_the_last_second() ->
     agreement = DraftAgreement()
     window, _, previous, _ = agreement.request(0, "before")
     assert (window, previous) == (0, [])
-    text = "good morning everyone let's review"  # agreed on all five, 0-2.5 s, of 2.9 s drafted
-    assert agreement.update(Draft(text, _timed(text, 0.0)), 0, 46400) == text
-    # "review" is held back (HOLD), "let's" ends within a second of the end (1.5-1.9 s of 2.9 s)
+    text = "good morning everyone let's review"  # agreed on all five, timed 0-2.4 s
+    end = int((1.5 + MARGIN) * 16000)  # "review" starts (2.0 s) within MARGIN of the end of the audio
+    assert agreement.update(Draft(text, _timed(text, 0.0)), 0, end) == text
+    # "review" is held back (HOLD); "let's" too: a lock ends at least MARGIN before the end of the audio
     assert agreement.locked == ["good", "morning", "everyone"]
     window, prompt, previous, after = agreement.request(0, "before")
     assert 1.2 * 16000 < window < 1.5 * 16000, "the next draft starts between 'everyone' and 'let's'"
     assert prompt == "before good morning everyone" and previous == ["let's", "review"] and after == "everyone"
-    shown = agreement.update(Draft("let's review the launch", []), 0, 54400)
+    shown = agreement.update(Draft("let's review the launch", []), 0, end + 8000)
     assert shown == "good morning everyone let's review the launch"
     assert HOLD == 1
 
