@@ -18,10 +18,9 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import ctranslate2
 import numpy as np
@@ -34,7 +33,7 @@ from services.asr_counters import CountingModel, current_path, current_purpose, 
 from services.careful_window import WindowBudgetSpent, bound_encoder, encoder_windows
 from services.errors import ASRError, ConfigurationError
 from services.settings import Settings
-from services.transcript_words import agreed_length, align_to_words, trim_self_repetition, word_key
+from services.transcript_words import trim_self_repetition
 from services.types import SAMPLE_RATE, Segment, Word
 
 logger = logging.getLogger(__name__)
@@ -58,29 +57,6 @@ class SpeechRecognizer(Protocol):
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         """Careful segments with word times, shifted by `offset` seconds."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A draft's text, and its opening words that a previous draft agrees with, timed."""
-
-    text: str
-    agreed: list[Word]
-
-
-@runtime_checkable
-class IncrementalDrafts(Protocol):
-    """A backend whose drafts can tell where the words they agree on end (LocalAgreement)."""
-
-    def draft_agreed(
-        self, audio: np.ndarray, offset: float, prompt: str, previous: Sequence[str], min_words: int, after: str = ""
-    ) -> Draft:
-        """Like `draft`; when its opening words repeat `previous` (at least `min_words` of them,
-        compared by `word_key`), those words come back with their times, shifted by `offset`.
-
-        `after` is the word the audio before `audio` ends on: a first word that repeats it (the
-        tail of that word, heard again) is dropped."""
         ...
 
 
@@ -163,43 +139,14 @@ class WhisperRecognizer:
 
     def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
         with recognition_context(path="draft"):
-            return self._draft(audio, prompt)[0]
+            return self._draft(audio, prompt)
 
-    def draft_agreed(
-        self, audio: np.ndarray, offset: float, prompt: str, previous: Sequence[str], min_words: int, after: str = ""
-    ) -> Draft:
-        # CTranslate2 forces a prefix after <|notimestamps|> one decoder step per token (no cheaper
-        # than decoding it), while text before <|startoftranscript|> is read in one pass: so an
-        # agreed prefix is not forced, the caller drops its audio and passes its text as the prompt.
-        with recognition_context(path="draft"):
-            text, encoded, frames = self._draft(audio, prompt)
-            words = text.split()
-            if words and after and word_key(words[0]) == word_key(after):
-                words = words[1:]
-                text = " ".join(words)
-            agreed = agreed_length(words, previous)
-            if agreed < min_words:
-                return Draft(text, [])
-            return Draft(text, self._align(words[:agreed], encoded, frames, offset))
-
-    def _align(self, words: list[str], encoded: object, frames: int, offset: float) -> list[Word]:
-        """Times of `words` in the encoded draft window (cross-attention DTW, one decoder pass)."""
-        tokens = self._tokenizer.encode(" " + " ".join(words))
-        try:
-            aligned = self._model.find_alignment(self._tokenizer, [tokens], encoded, frames)[0]
-        except RuntimeError as exc:
-            raise ASRError(f"draft alignment failed: {exc}") from exc
-        pieces = [(piece["word"], float(piece["start"]), float(piece["end"])) for piece in aligned]
-        return align_to_words(words, pieces, offset)
-
-    def _draft(self, audio: np.ndarray, prompt: str) -> tuple[str, object, int]:
-        """The draft text of `audio`, its encoder output and its length in feature frames."""
+    def _draft(self, audio: np.ndarray, prompt: str) -> str:
         started = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
         features = self._model.feature_extractor(audio)
-        audio_frames = features.shape[-1]
-        frames = min(audio_frames + _DRAFT_PAD_FRAMES, _MAX_FRAMES)
-        features = np.pad(features, ((0, 0), (0, max(0, frames - audio_frames))))[:, :frames]
+        frames = min(features.shape[-1] + _DRAFT_PAD_FRAMES, _MAX_FRAMES)
+        features = np.pad(features, ((0, 0), (0, max(0, frames - features.shape[-1]))))[:, :frames]
         try:
             encoded = self._model.model.encode(get_ctranslate2_storage(features[np.newaxis]), to_cpu=False)
             tokens = self._draft_prompt(prompt)
@@ -216,7 +163,7 @@ class WhisperRecognizer:
         ids = [token for token in result.sequences_ids[0] if token < self._tokenizer.eot]
         text = trim_self_repetition(self._tokenizer.decode(ids).strip())
         self._account("partial", started, duration)
-        return text, encoded, min(audio_frames, frames)
+        return text
 
     def _account(self, kind: str, started: float, duration: float) -> None:
         elapsed = time.perf_counter() - started

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from observability import Metrics
 from services.asr_counters import recognition_context
-from services.asr_service import IncrementalDrafts, SpeechRecognizer
+from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
-from services.draft_agreement import DraftAgreement
 from services.live_policy import CommitJob, LivePolicy
 from services.transcript_words import cut_index, deal_words, empty_segment, segment_of, word_key
 from services.types import SAMPLE_RATE, Segment, TranscriptUpdate, Word
@@ -62,7 +61,6 @@ class LiveTranscriber:
         self._drafted_until = 0
         self._drafted_at = 0  # buffer length at the last draft
         self._stable = 0  # drafts in a row of the open utterance that repeated the previous one
-        self._agreement = DraftAgreement()  # the open utterance's locked opening (incremental drafts)
         self._head_retry_at = 0
         self._cut_at = -1  # where the last forced cut fell (a window starting there starts mid-phrase)
         self._staged: CommitJob | None = None  # scheduled by `advance`, not yet taken
@@ -160,7 +158,7 @@ class LiveTranscriber:
         return " ".join(segment.text for segment in self.committed[-4:])[-_PROMPT_CHARS:]
 
     def _draft(self, start: int, end: int, onset: int) -> list[TranscriptUpdate]:
-        text = self._draft_text(start, end)
+        text = self._recognizer.draft(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
         if not text and self._draft_id is None:
             return []
         if self._draft_id is None:
@@ -175,16 +173,10 @@ class LiveTranscriber:
         self._drafts[self._draft_id] = segment
         return [TranscriptUpdate(self._draft_id, segment, committed=False)]
 
-    def _draft_text(self, start: int, end: int) -> str:
-        if isinstance(self._recognizer, IncrementalDrafts):  # only the audio after the locked opening
-            return self._agreement.draft(self._recognizer, self._buffer.read, start, end, self._prompt())
-        return self._recognizer.draft(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
-
     def _freeze_draft(self, end: int) -> None:
         """The utterance ended: keep its draft on screen and draft the next one separately."""
         self._draft_id, self._stable = None, 0
         self._draft_start = max(self._draft_start, end)
-        self._agreement.reset(self._draft_start)
 
     def _careful(self, start: int, end: int, *, whole: bool = True) -> list[Segment]:
         """Careful segments for [start, end); speech Whisper skipped is decoded once more on its own.
@@ -273,7 +265,6 @@ class LiveTranscriber:
         job = CommitJob(start, end, tuple(self._pending), dict(self._drafts))
         self._pending, self._draft_id, self._drafts, self._stable = [], None, {}, 0
         self._commit_start = self._draft_start = max(self._commit_start, end)
-        self._agreement.reset(self._draft_start)
         return job
 
     def _settle(self, job: CommitJob, segments: list[Segment] | None) -> list[TranscriptUpdate]:

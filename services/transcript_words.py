@@ -4,7 +4,6 @@ back to drafted utterances, building segments from words, trimming looping draft
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from services.types import Segment, Word
 
@@ -83,33 +82,3 @@ def trim_self_repetition(text: str) -> str:
 
 def _normalise(word: str) -> str:
     return "".join(_WORD.findall(word.lower()))
-
-
-def agreed_length(words: list[str], previous: Sequence[str]) -> int:
-    """How many opening `words` repeat `previous`, compared by `word_key` (LocalAgreement)."""
-    agreed = 0
-    for word, before in zip(words, previous, strict=False):
-        if word_key(word) != word_key(before) or not word_key(word):
-            break
-        agreed += 1
-    return agreed
-
-
-def align_to_words(words: list[str], pieces: list[tuple[str, float, float]], offset: float) -> list[Word]:
-    """Timed `words` from an aligner's pieces (text, start, end), or [] if they do not spell them.
-
-    The aligner splits at spaces and punctuation ("E-R" comes back as "E", "-R"; "," on its own,
-    timed over the pause after the word): each word takes the pieces whose keys spell its key.
-    """
-    timed: list[Word] = []
-    keyed = [(word_key(text), start, end) for text, start, end in pieces if word_key(text)]
-    index = 0
-    for word in words:
-        spelled, first = "", index
-        while index < len(keyed) and len(spelled) < len(word_key(word)):
-            spelled += keyed[index][0]
-            index += 1
-        if spelled != word_key(word) or index == first:
-            return []
-        timed.append(Word(start=offset + keyed[first][1], end=offset + keyed[index - 1][2], text=" " + word))
-    return timed

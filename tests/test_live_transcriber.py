@@ -8,12 +8,11 @@ from cryptography.fernet import Fernet
 from faster_whisper import decode_audio
 
 from observability import Metrics
-from services.asr_service import Draft, WhisperRecognizer, load_recognizer
+from services.asr_service import WhisperRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
-from services.draft_agreement import HOLD, MARGIN, VERIFY_EVERY, DraftAgreement
 from services.live_policy import LivePolicy
 from services.live_transcriber import LiveTranscriber
-from services.types import TranscriptUpdate, Word
+from services.types import TranscriptUpdate
 from tests.support import FIXTURES, load_wav, make_settings
 
 
@@ -212,90 +211,3 @@ def test_speech_after_the_careful_windows_last_word_is_committed(recognizer: Whi
     _, live = _stream(recognizer, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
     assert live.committed and live.committed[-1].end > 14.0
     assert "ebenezer" in " ".join(segment.text for segment in live.committed).lower()
-
-
-def _timed(words: str, start: float, step: float = 0.5) -> list[Word]:
-    return [Word(start + i * step, start + (i + 1) * step - 0.1, " " + w) for i, w in enumerate(words.split())]
-
-
-def test_the_agreed_opening_is_locked_but_its_last_word_and_the_last_second() -> None:
-    agreement = DraftAgreement()
-    window, _, previous, _ = agreement.request(0, "before")
-    assert (window, previous) == (0, [])
-    text = "good morning everyone let's review"  # agreed on all five, timed 0-2.4 s
-    end = int((1.5 + MARGIN) * 16000)  # "review" starts (2.0 s) within MARGIN of the end of the audio
-    assert agreement.update(Draft(text, _timed(text, 0.0)), 0, end) == text
-    # "review" is held back (HOLD); "let's" too: a lock ends at least MARGIN before the end of the audio
-    assert agreement.locked == ["good", "morning", "everyone"]
-    window, prompt, previous, after = agreement.request(0, "before")
-    assert 1.2 * 16000 < window < 1.5 * 16000, "the next draft starts between 'everyone' and 'let's'"
-    assert prompt == "before good morning everyone" and previous == ["let's", "review"] and after == "everyone"
-    shown = agreement.update(Draft("let's review the launch", []), 0, end + 8000)
-    assert shown == "good morning everyone let's review the launch"
-    assert HOLD == 1
-
-
-def test_a_lock_the_whole_draft_does_not_repeat_is_dropped() -> None:
-    agreement = DraftAgreement()
-    agreement.update(Draft("don't morning everyone fine", _timed("don't morning everyone fine", 0.0)), 0, 64000)
-    assert agreement.locked == ["don't", "morning", "everyone"]
-    for _ in range(VERIFY_EVERY - 1):  # incremental drafts cannot see the locked audio...
-        assert agreement.request(0, "")[0] > 0
-        agreement.update(Draft("fine", []), 0, 64000)
-    window, _, previous, _ = agreement.request(0, "")  # ...so a whole one checks the lock
-    assert window == 0 and previous[:3] == ["don't", "morning", "everyone"]
-    assert agreement.update(Draft("good morning everyone fine", []), 0, 64000) == "good morning everyone fine"
-    assert agreement.locked == [] and agreement.request(0, "")[0] == 0
-
-
-class _Recording:
-    """The real recognizer, recording where each incremental draft window starts."""
-
-    def __init__(self, recognizer: WhisperRecognizer) -> None:
-        self._recognizer = recognizer
-        self.windows: list[tuple[float, list[str], str]] = []  # (offset, previous, text)
-
-    def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
-        return self._recognizer.draft(audio, offset, prompt)
-
-    def draft_agreed(self, audio, offset, prompt, previous, min_words, after=""):  # type: ignore[no-untyped-def]
-        draft = self._recognizer.draft_agreed(audio, offset, prompt, previous, min_words, after)
-        self.windows.append((offset, list(previous), draft.text))
-        return draft
-
-    def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list:  # type: ignore[type-arg]
-        return self._recognizer.transcribe(audio, offset, prompt)
-
-
-def test_drafts_decode_only_the_audio_after_the_agreed_opening(recognizer: WhisperRecognizer) -> None:
-    pcm, _ = load_wav("meeting_two_voices.wav")
-    recording = _Recording(recognizer)
-    updates, live = _stream(recording, pcm)  # type: ignore[arg-type]
-    starts = {u.segment.start for _, u in updates if not u.committed}  # where each utterance's drafts start
-    incremental = [text for offset, _, text in recording.windows if offset not in starts]
-    assert len(incremental) >= 5, f"only {len(incremental)} incremental drafts of {len(recording.windows)}"
-    text = " ".join(s.text for s in live.committed).lower()
-    for phrase in ("launch plan", "website", "monday", "budget report", "next week"):
-        assert phrase in text
-
-
-def test_a_wrong_lock_is_dropped_within_a_few_drafts(recognizer: WhisperRecognizer) -> None:
-    """A misheard opening that two drafts happened to agree on ("Don't morning") must not stay."""
-    pcm, _ = load_wav("meeting_two_voices.wav")
-    buffer = SecureAudioBuffer(AudioCipher(None))
-    live = LiveTranscriber(recognizer, buffer, LivePolicy())
-    step = int(0.3 * 16000)
-    shown: list[str] = []
-    injected = False
-    for offset in range(0, int(5.0 * 16000), step):
-        buffer.append(pcm[offset : offset + step])
-        drafts = [u.segment.text for u in live.advance() if not u.committed]
-        if drafts and not injected:  # the first utterance is open: lock a wrong opening into it
-            live._agreement.locked, live._agreement.start = ["Purple", "elephants"], int(0.9 * 16000)
-            injected = True
-        elif injected:
-            shown += drafts
-    assert injected and len(shown) >= VERIFY_EVERY
-    assert shown[0].startswith("Purple elephants"), "the lock was in use"
-    assert not shown[-1].startswith("Purple") and "morning" in shown[-1].lower()
-    assert all(not text.startswith("Purple") for text in shown[VERIFY_EVERY - 1 :])
