@@ -144,13 +144,19 @@ async def test_a_gateway_admits_by_the_live_workers_headroom(tmp_path: Path) -> 
             pcm, rate = load_wav("meeting_two_voices.wav")
             meeting = LiveMeeting(ws_url(base_url), pcm, rate)
             streaming = asyncio.create_task(meeting.run())
-            await _until(full, 30, "the meeting fills the worker")
+            await _until(full, 30, "the admitted meeting is counted at once, before a worker took it")
+
+            async def held_by_the_worker() -> bool:
+                capacity = (await http.get(f"{base_url}/health")).json()["capacity"]
+                return [w["active"] for w in capacity["workers"]] == [1] and capacity["unseen_sessions"] == 0
+
+            await _until(held_by_the_worker, 60, "the worker reports the meeting it took")
             assert not streaming.done()
+            capacity = (await http.get(f"{base_url}/health")).json()["capacity"]
+            assert capacity["remaining"] == 0 and [w["remaining"] for w in capacity["workers"]] == [0]
             first, code = await _refused(base_url)
             assert (first["code"], code) == ("busy", 1013) and first["retry_after"] == 20
             assert "try again in 20 s" in str(first["message"])
-            capacity = (await http.get(f"{base_url}/health")).json()["capacity"]
-            assert capacity["remaining"] == 0 and [w["active"] for w in capacity["workers"]] == [1]
 
             final = await streaming  # the admitted meeting is served in full
             assert recall(final["transcript"], script_words("meeting_two_voices")) >= 0.7, final["transcript"]
