@@ -6,7 +6,8 @@ worker A (worker B is frozen with SIGSTOP until the moment below, as in tests/te
 Run twice: once with A SIGKILLed when both meetings have sent `--kill-after` seconds, once without
 (B thawed at the same moment). Printed per meeting:
 
-- next partial: seconds from that moment to the next partial the participant received;
+- next partial: seconds from that moment to the next partial the participant received (after a
+  takeover that is the old worker's drafts being cleared), and to the next one with text;
 - longest gap: the longest silence between partials from that moment to the stop;
 - stop -> final, the share of the script's key words in the final, and the scripted turns lost;
 - committed segments sent again after that moment (a takeover carries them over: 0);
@@ -92,6 +93,10 @@ async def scenario(kill: bool, kill_after: float, tmp: Path) -> list[dict[str, A
             rows.append(
                 {
                     "next_partial": times[1] - moment if len(times) > 1 else float("nan"),
+                    "next_text": min(
+                        (m["received_at"] - moment for m in meeting.partials(after=moment) if m["text"]),
+                        default=float("nan"),
+                    ),
                     "longest_gap": max((b - a for a, b in zip(live, live[1:], strict=False)), default=float("nan")),
                     "stop_to_final": final["received_at"] - meeting.stop_sent_at,
                     "recall": recall(final["transcript"], script_words(*names)),
@@ -126,14 +131,15 @@ def main() -> None:
             results[kill] = asyncio.run(scenario(kill, args.kill_after, Path(tmp)))
     print(f"two meetings of 53 s on worker A; at {args.kill_after:g} s of audio A is", "killed (SIGKILL) or left alone")
     print(
-        "| run | meeting | next partial | longest gap | stop -> final | key words | turns lost "
+        "| run | meeting | next partial | next text | longest gap | stop -> final | key words | turns lost "
         "| committed re-sent | left in Redis |"
     )
-    print("|" + " --- |" * 9)
+    print("|" + " --- |" * 10)
     for kill, rows in results.items():
         for index, row in enumerate(rows, 1):
             print(
                 f"| {'SIGKILL' if kill else 'no kill'} | {index} | {row['next_partial']:.1f} s | "
+                f"{row['next_text']:.1f} s | "
                 f"{row['longest_gap']:.1f} s | {row['stop_to_final']:.1f} s | {row['recall']:.2f} | "
                 f"{row['lost_turns']} | {row['resent']} | {row['redis_left']} |"
             )
