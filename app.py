@@ -29,7 +29,7 @@ from services.admission import SessionCounter, SessionLimits, refusal_reason
 from services.asr_service import SpeechRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher
 from services.auth import accepted_subprotocol
-from services.capacity import CapacityPolicy, LoadMeter
+from services.capacity import AdmissionMeter, CapacityPolicy, LoadMeter
 from services.data_key import audio_key
 from services.diarization import DiarizationService, build_diarization_service
 from services.errors import ConfigurationError
@@ -85,7 +85,7 @@ class AppState:
     metrics: Metrics
     sessions: SessionCounter
     limits: SessionLimits
-    load: LoadMeter
+    load: AdmissionMeter
     services: Services | None = None
     accepting: bool = False
 
@@ -193,6 +193,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             state.services = await open_services(settings, metrics, stack, load)
+            if isinstance(state.services.pipeline, RemotePipeline):  # admit by the workers' load
+                state.load = state.sessions.meter = state.services.pipeline.fleet
             state.accepting = True
             logger.info(
                 "ready: %d inference worker(s), max %d session(s)", settings.inference_workers, settings.max_sessions

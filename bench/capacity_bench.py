@@ -1,12 +1,17 @@
 """Capacity benchmark: N copies of the scripted meeting streamed at once to one server. Prints figures.
 
     .venv/bin/python bench/capacity_bench.py [--counts 1 2 4 6 8 12 16] [--root DIR ...] [--env KEY=VALUE ...]
+    .venv/bin/python bench/capacity_bench.py --workers 2 [--counts ...] [--env ADMISSION_CPU_CORES=1 ...]
 
 For each N it starts `python app.py` (from each `--root` in turn, so the same script measures
 another checkout, e.g. main before a change, interleaved with this one: on a shared machine both
 then see the same outside load; the load average is printed with each row), offers N copies of the
 ~53 s scripted meeting (the two- and three-voice fixtures back to back, as `bench/stream_bench.py`
-builds it) at once, each at real-time pace in 100 ms frames, and prints one row:
+builds it) at once, each at real-time pace in 100 ms frames, and prints one row. With `--workers N`
+it measures Redis mode instead: a throw-away redis-server, N `python -m worker` processes and one
+`uvicorn app:app` gateway of this checkout (tests/redis_server.py starts them as the tests do),
+offered the same streams once every worker's load report is in; the CPU is the sum over the
+gateway and the workers. Each row:
 
 - admitted / refused: a stream is refused when its first message is the `busy` error (close 1013)
   before it sent any audio; the `retry_after` hint is shown when the server gives one;
@@ -24,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -51,6 +58,7 @@ from bench.stream_bench import (  # noqa: E402
     script_reference,
     words_of,
 )
+from tests.redis_server import cluster_env, gateway, redis_server, worker  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
 
@@ -113,12 +121,46 @@ async def stream(port: int, pcm: np.ndarray, tracker: LagTracker, delay: float) 
     return result
 
 
-async def offer(count: int, port: int, pid: int, pcm: np.ndarray, reference: list, truth: str) -> dict[str, object]:
+@contextlib.contextmanager
+def redis_cluster(workers: int, tmp: Path, extra: dict[str, str]) -> Iterator[tuple[int, list[int]]]:
+    """Redis mode: `workers` workers and one gateway; the gateway's port and every process's PID."""
+    with redis_server() as redis_url, contextlib.ExitStack() as stack:
+        defaults = {
+            "LOG_LEVEL": "WARNING",
+            "MAX_SESSIONS": "16",
+            "WORKER_MAX_SESSIONS": "16",  # the load decides, as MAX_SESSIONS=16 lets it in one process
+            "INFERENCE_WORKERS": "2",
+        }
+        env = cluster_env(tmp, redis_url, f"sqlite+aiosqlite:///{tmp / 'meetings.db'}", **(defaults | extra))
+        pids = [stack.enter_context(worker(env, tmp / f"worker_{i}.log"))[1].pid for i in range(workers)]
+        base_url, server = stack.enter_context(gateway(env, tmp / "gateway.log"))
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base_url}/health", timeout=5).json()["capacity"]["live_workers"] < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workers' load reports did not come")
+            time.sleep(0.5)
+        yield int(base_url.rsplit(":", 1)[1]), [server.pid, *pids]
+
+
+@contextlib.contextmanager
+def one_process(root: Path, tmp: Path, extra: dict[str, str]) -> Iterator[tuple[int, list[int]]]:
+    port = free_port()
+    server = start_server(root, port, tmp, extra)
+    try:
+        yield port, [server.pid]
+    finally:
+        server.terminate()
+        server.wait(timeout=90)
+
+
+async def offer(
+    count: int, port: int, pids: list[int], pcm: np.ndarray, reference: list, truth: str
+) -> dict[str, object]:
     trackers = [LagTracker(reference) for _ in range(count)]
-    cpu_before = cpu_seconds(pid)
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
     # all at once, 50 ms apart so the order of admission is defined
     runs = await asyncio.gather(*(stream(port, pcm, trackers[i], 0.05 * i) for i in range(count)))
-    cpu_streaming = cpu_seconds(pid) - cpu_before
+    cpu_streaming = sum(cpu_seconds(pid) for pid in pids) - cpu_before
     served = [(run, tracker) for run, tracker in zip(runs, trackers, strict=True) if "refused" not in run]
     refused = [run for run in runs if "refused" in run]
     duration = len(pcm) / 16000
@@ -150,6 +192,7 @@ async def main() -> None:
     parser.add_argument("--root", type=Path, nargs="+", default=[ROOT], help="checkouts whose app.py is served")
     parser.add_argument("--env", nargs="*", default=[], help="extra server settings, KEY=VALUE")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--workers", type=int, default=0, help="Redis mode with this many workers (0: one process)")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
     meeting = Path(tempfile.gettempdir()) / "bench_meeting_53s.wav"
@@ -160,23 +203,22 @@ async def main() -> None:
     assert scripted is not None
     reference, truth = scripted
     bare_wer = jiwer.wer(" ".join(words_of(truth)), " ".join(words_of(bare_text)))
-    print(
-        f"servers: {[str(root) for root in args.root]}  settings: {extra or 'defaults'}  "
-        f"meeting: {len(pcm) / 16000:.1f} s"
-    )
+    where = f"Redis mode, {args.workers} worker(s) + 1 gateway" if args.workers else [str(r) for r in args.root]
+    print(f"servers: {where}  settings: {extra or 'defaults'}  meeting: {len(pcm) / 16000:.1f} s")
     rows = []
     for count in args.counts:
-        for root in args.root:
-            port = free_port()
+        for root in args.root[:1] if args.workers else args.root:
             load_before = os.getloadavg()[0]
             with tempfile.TemporaryDirectory() as tmp:
-                server = start_server(root, port, Path(tmp), extra)
-                try:
-                    row = await offer(count, port, server.pid, pcm, reference, truth)
-                finally:
-                    server.terminate()
-                    server.wait(timeout=90)
-            row |= {"root": root.name, "load": f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"}
+                serving = (
+                    redis_cluster(args.workers, Path(tmp), extra)
+                    if args.workers
+                    else one_process(root, Path(tmp), extra)
+                )
+                with serving as (port, pids):
+                    row = await offer(count, port, pids, pcm, reference, truth)
+            name = f"redis x{args.workers}" if args.workers else root.name
+            row |= {"root": name, "load": f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"}
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\nbare faster-whisper WER on the same file: {bare_wer:.1%}")

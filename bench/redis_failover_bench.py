@@ -6,9 +6,12 @@ worker A (worker B is frozen with SIGSTOP until the moment below, as in tests/te
 Run twice: once with A SIGKILLed when both meetings have sent `--kill-after` seconds, once without
 (B thawed at the same moment). Printed per meeting:
 
-- next partial: seconds from that moment to the next partial the participant received;
+- next partial: seconds from that moment to the next partial the participant received (after a
+  takeover that is the old worker's drafts being cleared), and to the next one with text;
 - longest gap: the longest silence between partials from that moment to the stop;
-- stop -> final, and the share of the script's key words in the final.
+- stop -> final, the share of the script's key words in the final, and the scripted turns lost;
+- committed segments sent again after that moment (a takeover carries them over: 0);
+- whether Redis was left with a pending job or a meeting's stream once both finals were out.
 
 Reference, same run: bare faster-whisper (tiny.en, beam 5) on the audio a takeover transcribes
 again (each meeting up to the kill), which bounds how fast a new worker can catch up.
@@ -38,6 +41,8 @@ from tests.redis_server import (  # noqa: E402
     LiveMeeting,
     cluster_env,
     gateway,
+    lost_turns,
+    nothing_left,
     recall,
     redis_server,
     script_words,
@@ -74,17 +79,30 @@ async def scenario(kill: bool, kill_after: float, tmp: Path) -> list[dict[str, A
             os.kill(worker_a.pid, signal.SIGKILL)
         moment = time.monotonic()
         finals = await asyncio.gather(*streaming)
+        try:
+            await nothing_left(redis_url, limit=60)
+            clean = "nothing"
+        except TimeoutError:
+            clean = "LEFT OVER"
         rows = []
         for meeting, final, names in zip(meetings, finals, SCRIPTS, strict=True):
             assert meeting.stop_sent_at is not None
             times = [moment] + [m["received_at"] for m in meeting.partials(after=moment)]
             live = [t for t in times if t <= meeting.stop_sent_at]
+            committed = {m["segment_id"] for m in meeting.partials() if m["committed"] and m["received_at"] < moment}
             rows.append(
                 {
                     "next_partial": times[1] - moment if len(times) > 1 else float("nan"),
+                    "next_text": min(
+                        (m["received_at"] - moment for m in meeting.partials(after=moment) if m["text"]),
+                        default=float("nan"),
+                    ),
                     "longest_gap": max((b - a for a, b in zip(live, live[1:], strict=False)), default=float("nan")),
                     "stop_to_final": final["received_at"] - meeting.stop_sent_at,
                     "recall": recall(final["transcript"], script_words(*names)),
+                    "lost_turns": len(lost_turns(final["transcript"], *names)),
+                    "resent": sum(m["segment_id"] in committed for m in meeting.partials(after=moment)),
+                    "redis_left": clean,
                 }
             )
         return rows
@@ -112,13 +130,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="failover-") as tmp:
             results[kill] = asyncio.run(scenario(kill, args.kill_after, Path(tmp)))
     print(f"two meetings of 53 s on worker A; at {args.kill_after:g} s of audio A is", "killed (SIGKILL) or left alone")
-    print("| run | meeting | next partial | longest gap | stop -> final | key words |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| run | meeting | next partial | next text | longest gap | stop -> final | key words | turns lost "
+        "| committed re-sent | left in Redis |"
+    )
+    print("|" + " --- |" * 10)
     for kill, rows in results.items():
         for index, row in enumerate(rows, 1):
             print(
                 f"| {'SIGKILL' if kill else 'no kill'} | {index} | {row['next_partial']:.1f} s | "
-                f"{row['longest_gap']:.1f} s | {row['stop_to_final']:.1f} s | {row['recall']:.2f} |"
+                f"{row['next_text']:.1f} s | "
+                f"{row['longest_gap']:.1f} s | {row['stop_to_final']:.1f} s | {row['recall']:.2f} | "
+                f"{row['lost_turns']} | {row['resent']} | {row['redis_left']} |"
             )
     print(f"bare faster-whisper on the {args.kill_after:g} s a takeover re-transcribes (both meetings): "
           f"{bare_seconds(args.kill_after):.1f} s")  # fmt: skip

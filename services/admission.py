@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket
 
 from observability import Metrics
 from services.auth import token_accepted
-from services.capacity import LoadMeter
+from services.capacity import AdmissionMeter
 from services.protocol import error_message
 from services.settings import Settings
 
@@ -70,7 +70,7 @@ class Busy:
 class SessionCounter:
     """Counts open sessions and admits a new one when the count and the measured load allow it."""
 
-    def __init__(self, limit: int, metrics: Metrics, meter: LoadMeter | None = None) -> None:
+    def __init__(self, limit: int, metrics: Metrics, meter: AdmissionMeter | None = None) -> None:
         self.limit = limit
         self.active = 0
         self.meter = meter

@@ -217,6 +217,20 @@ class LoadMeter:
         }
 
 
+class AdmissionMeter(Protocol):
+    """What admission and `/health` ask of a meter: this process's `LoadMeter`, or in Redis mode a
+    gateway's view of its workers' published headroom (`services/redis_backend/fleet.py`)."""
+
+    @property
+    def policy(self) -> CapacityPolicy: ...
+
+    def capacity(self, active: int, now: float | None = None) -> int: ...
+
+    def overloaded(self, now: float | None = None) -> bool: ...
+
+    def describe(self, active: int) -> dict[str, object]: ...
+
+
 def _average(average: float | None, value: float, weight: float) -> float:
     return value if average is None else average + (value - average) * weight
 

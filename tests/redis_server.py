@@ -266,7 +266,8 @@ async def nothing_left(redis_url: str, limit: float = 120.0) -> None:
         async with asyncio.timeout(limit):
             while True:
                 pending = (await redis.xpending(streams.JOBS, streams.GROUP))["pending"]
-                leftovers = [key async for key in redis.scan_iter(match=b"ma:[al]*")]  # audio, lease
+                leftovers = [key async for key in redis.scan_iter(match=b"ma:audio:*")]
+                leftovers += [key async for key in redis.scan_iter(match=b"ma:lease:*")]
                 if pending == 0 and not leftovers and await redis.xlen(streams.JOBS) == 0:
                     return
                 await asyncio.sleep(0.2)

@@ -6,7 +6,9 @@ that both meetings land on A even on a loaded machine where starting a worker ta
 it is thawed (SIGCONT) and then A is killed with SIGKILL mid-meeting. B must
 take both meetings over from their stored audio: the participants keep getting partials, both
 finals have every scripted turn (key words as a run without a kill has them: bench/redis_failover_bench.py
-scores 0.79 to 0.90 without one), both meetings are stored, and no job stays pending.
+scores 0.79 to 0.90 without one), both meetings are stored, and no job stays pending. B carries
+the committed transcript over: no segment a participant holds as committed is sent again (or
+changed), and the final's segments do not overlap (committed audio transcribed twice would).
 The pause the participants saw and stop -> final are printed (figures: bench/redis_failover_bench.py).
 """
 
@@ -104,6 +106,15 @@ async def test_a_worker_killed_mid_meeting_loses_no_word(tmp_path: Path, postgre
 
         for meeting, final, names in zip(meetings, finals, SCRIPTS, strict=True):
             assert meeting.stop_sent_at is not None
+            committed_before = {
+                m["segment_id"] for m in meeting.partials() if m["committed"] and m["received_at"] < killed_at
+            }
+            assert committed_before, "worker A had committed text before it died"
+            resent = [m for m in meeting.partials(after=killed_at) if m["segment_id"] in committed_before]
+            assert not resent, f"committed segments sent again after the takeover: {resent}"
+            spans = sorted((s["start"], s["end"]) for s in final["segments"])
+            overlaps = [(a, b) for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1] - 0.5]
+            assert not overlaps, f"audio transcribed twice: {overlaps}"
             resumed = meeting.partials(after=killed_at)
             assert any(m["received_at"] < meeting.stop_sent_at for m in resumed), "live partials after the kill"
             score = recall(final["transcript"], script_words(*names))

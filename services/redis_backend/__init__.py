@@ -14,13 +14,19 @@ takes. They meet in Redis Streams (names in `streams.py`):
 A session's live state lives on one worker at a time, the holder of `lease:{id}` (a key with a
 TTL of `WORKER_LEASE_SECONDS`, renewed a few times per TTL; the renewal also resets the job's
 idle time in the group). A worker that dies stops renewing; another worker's `XAUTOCLAIM` takes
-the job once it has been idle a lease long, takes the lease, bumps `epoch:{id}` and rebuilds the
-session from the stored audio stream (it transcribes it again). The gateway drops results of an
-older epoch and updates that repeat what it already sent, so participants see a short pause and
-then the transcript carrying on. When the final is published the job is acknowledged and
-deleted and the session's streams removed: nothing stays pending.
+the job once it has been idle a lease long, takes the lease, bumps `epoch:{id}`, rebuilds the
+session's audio from the stored stream and carries the committed transcript over from the
+results stream (`takeover.py`): only the audio after the last committed word is transcribed
+again. The gateway drops results of an older epoch, so participants see a short pause and then
+the transcript carrying on. When the final is published the job is acknowledged and deleted and
+the session's streams removed: nothing stays pending.
+
+Admission (`fleet.py`): every worker publishes its load meter's headroom each second
+(`load:{worker}`, a TTL of 3 s); a gateway admits a new meeting only while the live workers have
+room for it, and a worker without room leaves new jobs to those with some.
 
 Modules: `streams.py` (names, connection, group), `relay.py` (the gateway's side of a session),
 `gateway.py` (`RemotePipeline`, what the gateway's sessions and uploads talk to), `lease.py`,
-`worker_session.py` (one session on a worker), `consumer.py` (taking and handing back jobs).
+`worker_session.py` (one session on a worker), `consumer.py` (taking and handing back jobs),
+`takeover.py` (what a takeover keeps), `fleet.py` (the workers' headroom).
 """

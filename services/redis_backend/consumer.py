@@ -1,6 +1,7 @@
 """A worker's hand on the jobs stream: take meetings, hold them, hand them back or retire them.
 
-New jobs come with `XREADGROUP` (group `workers`), at most `WORKER_MAX_SESSIONS` at a time. Every
+New jobs come with `XREADGROUP` (group `workers`), at most `WORKER_MAX_SESSIONS` at a time, and
+while the load meter says one more fits (or no other live worker has room: `fleet.py`). Every
 quarter lease, `XAUTOCLAIM` takes jobs idle longer than a lease: those of a worker that died (its
 lease lapsed) are served here from their stored audio; those whose lease is still held (a living
 worker that renewed late) are left alone. A served meeting is retired once its final is
@@ -18,7 +19,9 @@ import logging
 from redis.exceptions import RedisError
 
 from observability import Metrics
+from services.capacity import LoadMeter
 from services.redis_backend import streams
+from services.redis_backend.fleet import WorkerLoad
 from services.redis_backend.lease import Lease
 from services.redis_backend.streams import MeetingJob
 from services.redis_backend.worker_session import WorkerContext, serve_meeting
@@ -28,13 +31,21 @@ logger = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 1000
 RETRY_SECONDS = 1.0
+NO_ROOM_WAIT_SECONDS = 0.5
 
 
 class JobConsumer:
     """Serves meetings from the jobs stream until `stopping` is set."""
 
     def __init__(
-        self, context: WorkerContext, *, name: str, max_sessions: int, lease_seconds: float, metrics: Metrics
+        self,
+        context: WorkerContext,
+        *,
+        name: str,
+        max_sessions: int,
+        lease_seconds: float,
+        metrics: Metrics,
+        meter: LoadMeter,
     ) -> None:
         self._context = context
         self._redis = context.redis
@@ -44,6 +55,7 @@ class JobConsumer:
         self._metrics = metrics
         self._active: dict[bytes, asyncio.Task[None]] = {}  # job entry id -> its meeting
         self._slot_freed = asyncio.Event()
+        self.load = WorkerLoad(self._redis, name, meter, lambda: len(self._active))
 
     @property
     def free_slots(self) -> int:
@@ -52,12 +64,16 @@ class JobConsumer:
     async def run(self, stopping: asyncio.Event) -> None:
         await streams.ensure_group(self._redis)
         claimer = asyncio.create_task(self._claim_loop(), name="claim-loop")
+        reporter = asyncio.create_task(self.load.run(), name="load-report")
         logger.info("worker %s taking meetings (up to %d at a time)", self.name, self._max)
         try:
             while not stopping.is_set():
                 if self.free_slots <= 0:
                     self._slot_freed.clear()
                     await _wait(self._slot_freed, READ_BLOCK_MS / 1000)
+                    continue
+                if not await self.load.may_take_new():  # another worker has room: leave new jobs to it
+                    await asyncio.sleep(NO_ROOM_WAIT_SECONDS)
                     continue
                 try:
                     reply = await self._redis.xreadgroup(
@@ -71,6 +87,8 @@ class JobConsumer:
                     for entry_id, fields in entries:
                         self._take(entry_id, fields, taken_over=False)
         finally:
+            await cancel_and_wait(reporter)
+            await self.load.withdraw()
             await cancel_and_wait(claimer)
             await self._hand_back()
 
@@ -128,6 +146,7 @@ class JobConsumer:
         except RedisError as exc:
             logger.warning("session %s: taking it failed (it stays pending): %s", sid, exc)
             return
+        await self.load.publish()  # the gateways count this meeting here from their next read
         if taken_over:
             self._metrics.session_takeovers.inc()
             logger.warning("session %s taken over from a worker that stopped (epoch %d)", sid, epoch)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -28,10 +29,12 @@ from services.orchestrator import DRAIN_SECONDS, Urgency
 from services.protocol import final_message
 from services.recording import FinishedRecording, SessionParts
 from services.redis_backend import streams
+from services.redis_backend.fleet import FleetLoad, gateway_policy
 from services.redis_backend.relay import RelayBuffer, RemoteMeetingError, RemotePump
 from services.redis_backend.streams import MeetingJob
 from services.settings import Settings
 from services.stored_meeting import MeetingSource, MeetingStatus
+from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary
 
 logger = logging.getLogger(__name__)
@@ -42,18 +45,29 @@ Send = Callable[[dict[str, Any]], None]
 class RemotePipeline:
     """Builds each session's relaying parts and waits for each meeting's final from its worker."""
 
-    def __init__(self, *, metrics: Metrics, redis: Redis, store: MeetingStore, cipher: AudioCipher) -> None:
+    def __init__(
+        self, *, metrics: Metrics, redis: Redis, store: MeetingStore, cipher: AudioCipher, settings: Settings
+    ) -> None:
         self.metrics = metrics
         self._redis = redis
         self._store = store
         self._cipher = cipher
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
+        self._pumps: weakref.WeakSet[RemotePump] = weakref.WeakSet()
+        self.fleet = FleetLoad(redis, gateway_policy(settings), metrics, self.unseen)
+        """The workers' headroom, which admission asks in Redis mode (`fleet.py`)."""
 
     def open_session(self, session_id: str, emit: Emit) -> SessionParts:
         buffer = RelayBuffer(self._cipher)
         pump = RemotePump(self._redis, session_id, buffer, emit)
+        self._pumps.add(pump)
         return SessionParts(buffer, pump, None, Urgency())  # type: ignore[arg-type]  # same surface
+
+    def unseen(self, read_at: float | None) -> int:
+        """This gateway's open sessions that no worker had taken when a snapshot read at `read_at` began:
+        admitted, but in no worker's report of that snapshot yet."""
+        return sum(1 for pump in self._pumps if pump.open and (read_at is None or not pump.taken_before(read_at)))
 
     def list_meeting(
         self,
@@ -144,8 +158,10 @@ async def open_remote_pipeline(
     """Connect to `REDIS_URL` (start-up stops with a clear error when it cannot) and build the pipeline."""
     redis = await connect_checked(settings)
     stack.push_async_callback(redis.aclose)
-    pipeline = RemotePipeline(metrics=metrics, redis=redis, store=store, cipher=cipher)
+    pipeline = RemotePipeline(metrics=metrics, redis=redis, store=store, cipher=cipher, settings=settings)
     stack.push_async_callback(pipeline.drain)
+    await pipeline.fleet.refresh()  # the first admission already knows the workers
+    stack.push_async_callback(cancel_and_wait, asyncio.create_task(pipeline.fleet.run(), name="fleet-load"))
     return pipeline
 
 

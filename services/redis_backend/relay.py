@@ -96,6 +96,9 @@ class RemotePump:
         self._forwarder: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._epoch = 0
+        self._taken_at: float | None = None  # monotonic time of the first entry from a worker
+        self.open = True
+        """False once the session ended (its final came, or it was dropped)."""
         self._latest: dict[int, tuple[dict[str, Any], TranscriptUpdate]] = {}
         self.final: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
@@ -115,8 +118,13 @@ class RemotePump:
         self._emit = emit
         return [self._latest[segment_id][1] for segment_id in sorted(self._latest)]
 
+    def taken_before(self, moment: float) -> bool:
+        """Whether a worker had taken the meeting before `moment` (monotonic): its reports count it."""
+        return self._taken_at is not None and self._taken_at < moment
+
     def cancel(self) -> None:
         """The session ends without a final: a queued meeting is dropped by its worker too."""
+        self.open = False
         if self._queued and self._ending is None:
             self._end(b"cancel")
         else:
@@ -206,6 +214,8 @@ class RemotePump:
         if epoch < self._epoch:
             return  # a worker that lost the meeting, still talking
         self._epoch = epoch
+        if self._taken_at is None:
+            self._taken_at = time.monotonic()
         kind, body = fields.get(streams.KIND), json.loads(fields.get(streams.BODY, b"{}"))
         if kind == streams.UPDATE:
             self._on_update(body)
@@ -229,6 +239,7 @@ class RemotePump:
 
     async def aclose(self) -> None:
         """Stop the forwarder and the reader (after the final, or when dropped)."""
+        self.open = False
         for task in (self._forwarder, self._reader):
             if task is not None:
                 await cancel_and_wait(task)

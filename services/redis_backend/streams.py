@@ -6,6 +6,7 @@ Every value is bytes (`decode_responses=False`): audio entries carry Fernet toke
 - `audio_key(id)`: the meeting's audio, one sealed chunk per entry, then one end marker.
 - `results_key(id)`: what the worker holding the meeting sends its gateway, epoch-stamped.
 - `lease_key(id)`, `epoch_key(id)`, `done_key(id)`: who holds it, how often it was taken, finished.
+- `WORKERS` and `load_key(worker)`: the live workers and each one's load report (a hash with a TTL).
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ STOPPED_AT = b"t"  # unix time of the stop, for stop -> final across processes
 EPOCH = b"e"
 KIND = b"k"
 BODY = b"m"
+WORDS = b"w"  # a committed update's word times (JSON), for a worker that takes the meeting over
 UPDATE, SEND, FINAL, FAILED = b"u", b"s", b"f", b"x"
+TAKEN = b"t"  # a worker took the meeting at this epoch: older epochs' later entries are void
+
+WORKERS = "ma:workers"
+"""A set of worker names that published a load report; a name whose report expired is pruned."""
 
 
 def audio_key(session_id: str) -> str:
@@ -58,6 +64,10 @@ def epoch_key(session_id: str) -> str:
 
 def done_key(session_id: str) -> str:
     return f"ma:done:{session_id}"
+
+
+def load_key(worker: str) -> str:
+    return f"ma:load:{worker}"
 
 
 @dataclass(frozen=True, slots=True)

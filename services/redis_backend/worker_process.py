@@ -19,8 +19,10 @@ from prometheus_client import start_http_server
 
 from observability import Metrics
 from services.audio_buffer import AudioCipher
+from services.capacity import LoadMeter
 from services.pipeline import MeetingPipeline
 from services.redis_backend.consumer import JobConsumer
+from services.redis_backend.fleet import worker_policy
 from services.redis_backend.gateway import connect_checked
 from services.redis_backend.worker_session import WorkerContext
 from services.settings import Settings
@@ -37,8 +39,9 @@ async def run_worker(settings: Settings, stopping: asyncio.Event | None = None) 
 
     stopping = stopping or _stop_on_signals()
     metrics = Metrics("redis")
+    meter = LoadMeter(worker_policy(settings), metrics)  # this worker's headroom, published for the gateways
     async with AsyncExitStack() as stack:
-        services = await open_services(settings, metrics, stack, gateway=False)
+        services = await open_services(settings, metrics, stack, meter, gateway=False)
         if not isinstance(services.pipeline, MeetingPipeline):
             raise TypeError("a worker runs the in-process pipeline")
         redis = await connect_checked(settings)
@@ -61,6 +64,7 @@ async def run_worker(settings: Settings, stopping: asyncio.Event | None = None) 
             max_sessions=settings.worker_max_sessions,
             lease_seconds=settings.worker_lease_seconds,
             metrics=metrics,
+            meter=meter,
         )
         await consumer.run(stopping)
     logger.info("worker stopped")

@@ -1,10 +1,12 @@
 """One meeting on a worker: its audio stream into the live pipeline, its results back to the gateway.
 
 The worker builds the session's parts with the same `MeetingPipeline.open_session` as the
-in-process server, reads the audio stream from its first entry (so a worker that takes a meeting
-over rebuilds everything from the stored audio), lets the live pump draft and commit as audio
-comes, and on the stop marker runs `MeetingPipeline.finish`. Every update, status and the final
-go to the results stream in order, stamped with the epoch this worker took the meeting at.
+in-process server, reads the audio stream from its first entry (the whole meeting stays in the
+buffer for the speakers and the summary), lets the live pump draft and commit as audio comes, and
+on the stop marker runs `MeetingPipeline.finish`. Every update, status and the final go to the
+results stream in order, stamped with the epoch this worker took the meeting at, after a `TAKEN`
+mark. A worker that takes a meeting over starts its transcriber after the text already committed
+(`takeover.py`): only the audio after that point is transcribed again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from services.protocol import partial_message
 from services.recording import FinishedRecording, SessionParts
 from services.redis_backend import streams
 from services.redis_backend.streams import MeetingJob
+from services.redis_backend.takeover import Committed, clear_drafts, committed_so_far, seed, words_field
 from services.stored_meeting import MeetingSource
 from services.types import TranscriptUpdate
 
@@ -53,26 +56,36 @@ class ResultPublisher:
         self._redis = redis
         self._key = streams.results_key(session_id)
         self._epoch = str(epoch).encode()
-        self._queue: asyncio.Queue[tuple[bytes, dict[str, Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes, dict[str, Any], bytes | None]] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write(), name=f"publish-{session_id}")
 
+    async def mark_taken(self) -> bytes:
+        """Publish the `TAKEN` mark of this epoch first (before any update); its entry id."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(self._key, {streams.EPOCH: self._epoch, streams.KIND: streams.TAKEN, streams.BODY: b"{}"})
+            pipe.expire(self._key, streams.STREAM_TTL_SECONDS)
+            mark, _ = await pipe.execute()
+        return bytes(mark)
+
     def update(self, update: TranscriptUpdate, lag: float) -> None:
-        self._queue.put_nowait((streams.UPDATE, partial_message(update, lag)))
+        self._queue.put_nowait((streams.UPDATE, partial_message(update, lag), words_field(update)))
 
     def send(self, message: dict[str, Any]) -> None:
-        self._queue.put_nowait((streams.SEND, message))
+        self._queue.put_nowait((streams.SEND, message, None))
 
     async def close(self, kind: bytes | None = None, message: dict[str, Any] | None = None) -> None:
         """Publish the last message (the final, or why it failed), wait until all are written."""
         if kind is not None and message is not None:
-            self._queue.put_nowait((kind, message))
+            self._queue.put_nowait((kind, message, None))
         await self._queue.join()
         self._writer.cancel()
 
     async def _write(self) -> None:
         while True:
-            kind, body = await self._queue.get()
+            kind, body, words = await self._queue.get()
             fields = {streams.EPOCH: self._epoch, streams.KIND: kind, streams.BODY: json.dumps(body).encode()}
+            if words is not None:
+                fields[streams.WORDS] = words
             while True:
                 try:
                     async with self._redis.pipeline(transaction=False) as pipe:
@@ -99,7 +112,8 @@ async def serve_meeting(job: MeetingJob, context: WorkerContext, epoch: int) -> 
     (but is cancellable): a failure is published for the gateway, which tells its client."""
     publisher = ResultPublisher(context.redis, job.session_id, epoch)
     try:
-        final = await _run(job, context, publisher)
+        committed = await _committed_before(job.session_id, context.redis, publisher)
+        final = await _run(job, context, publisher, committed)
     except asyncio.CancelledError:
         await asyncio.shield(publisher.close())
         raise
@@ -110,15 +124,29 @@ async def serve_meeting(job: MeetingJob, context: WorkerContext, epoch: int) -> 
     await publisher.close(streams.FINAL, final) if final is not None else await publisher.close()
 
 
-async def _run(job: MeetingJob, context: WorkerContext, publisher: ResultPublisher) -> dict[str, Any] | None:
+async def _committed_before(session_id: str, redis: Redis, publisher: ResultPublisher) -> Committed:
+    """Mark this epoch, then read what earlier workers committed (nothing on a first take)."""
+    while True:
+        try:
+            mark = await publisher.mark_taken()
+            return await committed_so_far(redis, session_id, mark)
+        except RedisError as exc:  # Redis away for a moment: nothing can be served without it
+            logger.warning("session %s: reading its results failed, retrying: %s", session_id, exc)
+            await asyncio.sleep(RETRY_SECONDS)
+
+
+async def _run(
+    job: MeetingJob, context: WorkerContext, publisher: ResultPublisher, committed: Committed
+) -> dict[str, Any] | None:
     pipeline = context.pipeline
     parts = pipeline.open_session(job.session_id, publisher.update)
     parts.listed = asyncio.create_task(_listed())  # the gateway listed it
-    if job.source is MeetingSource.UPLOAD:
-        parts.detach()  # behind live meetings, and no drafts: the whole file is transcribed at the end
-    else:
-        parts.pump.start()
     try:
+        _carry_over(job.session_id, parts, publisher, committed)
+        if job.source is MeetingSource.UPLOAD:
+            parts.detach()  # behind live meetings, and no drafts: the whole file is transcribed at the end
+        else:
+            parts.pump.start()
         end = await _feed_audio(job.session_id, context, parts)
     except BaseException:
         parts.close()
@@ -129,6 +157,19 @@ async def _run(job: MeetingJob, context: WorkerContext, publisher: ResultPublish
     stopped_at = time.perf_counter() - max(0.0, time.time() - end.stopped_at)
     recording = FinishedRecording(job.session_id, job.title, job.started_at, stopped_at, parts, job.source)
     return await pipeline.finish(recording, publisher.send)
+
+
+def _carry_over(session_id: str, parts: SessionParts, publisher: ResultPublisher, committed: Committed) -> None:
+    """A takeover: start after the committed text, and clear the drafts the old worker left shown."""
+    if not committed.next_id:
+        return  # a first take
+    seed(parts.pump, committed)
+    for update in clear_drafts(committed):
+        publisher.update(update, 0.0)
+    logger.info(
+        "session %s: %d committed segment(s) carried over, transcribing again from %.1f s",
+        session_id, len(committed.segments), committed.until,
+    )  # fmt: skip
 
 
 async def _listed() -> bool:

@@ -1,0 +1,137 @@
+"""A takeover carries the committed transcript over instead of transcribing the meeting again.
+
+Against a real redis-server: what `committed_so_far` reads from a results stream (as the gateway
+accepted it: older epochs' late entries void, drafts told apart, word times kept). With the real
+tiny.en model on the scripted meeting: a transcriber that dies mid-meeting, and one that takes over
+from what the first published: the committed segments are neither sent again nor re-transcribed
+(no segment of the new one overlaps them), and no scripted turn is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from redis.asyncio import Redis
+
+from observability import Metrics
+from services.asr_service import WhisperRecognizer, load_recognizer
+from services.audio_buffer import AudioCipher, SecureAudioBuffer
+from services.live_policy import LivePolicy
+from services.live_transcriber import LiveTranscriber
+from services.redis_backend import streams
+from services.redis_backend.takeover import clear_drafts, committed_so_far, seed_transcriber
+from services.redis_backend.worker_session import ResultPublisher
+from services.types import Segment, TranscriptUpdate, Word
+from tests.redis_server import lost_turns, redis_server
+from tests.support import load_wav, make_settings
+
+STEP = int(0.3 * 16_000)
+KILLED_AT = 14.0
+"""Seconds of audio the first worker had looked at when it died (inside the third scripted turn)."""
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    with redis_server() as url:
+        client = streams.connect(url)
+        yield client
+        await client.aclose()
+
+
+def _committed(segment_id: int, start: float, text: str) -> TranscriptUpdate:
+    words = [Word(start + i * 0.4, start + i * 0.4 + 0.3, f" {word}") for i, word in enumerate(text.split())]
+    return TranscriptUpdate(segment_id, Segment(start, words[-1].end, text, "SPEAKER_1", words), committed=True)
+
+
+def _draft(segment_id: int, start: float, text: str) -> TranscriptUpdate:
+    return TranscriptUpdate(segment_id, Segment(start, start + 1.0, text), committed=False)
+
+
+async def test_the_committed_transcript_is_read_as_the_gateway_accepted_it(redis: Redis) -> None:
+    first = ResultPublisher(redis, "m1", 1)
+    await first.mark_taken()
+    first.update(_committed(0, 0.5, "good morning everyone"), 0.1)
+    first.update(_draft(1, 2.5, "the lau"), 0.1)
+    first.update(TranscriptUpdate(2, Segment(0.0, 0.0, ""), committed=True), 0.1)  # a draft with no words
+    first.update(_draft(3, 4.0, "thanks"), 0.1)
+    await first.close()
+    second = ResultPublisher(redis, "m1", 2)
+    await second.mark_taken()
+    second.update(_committed(4, 5.9, "thanks alice"), 0.2)
+    await second.close()
+    late = ResultPublisher(redis, "m1", 1)  # the first worker, still talking after it lost the meeting
+    late.update(_committed(5, 7.0, "stale words"), 0.0)
+    await late.close()
+    third = ResultPublisher(redis, "m1", 3)
+    mark = await third.mark_taken()
+    after = ResultPublisher(redis, "m1", 3)
+    after.update(_committed(6, 9.0, "after the mark"), 0.0)
+    await after.close()
+
+    committed = await committed_so_far(redis, "m1", mark)
+
+    assert [s.text for s in committed.segments] == ["good morning everyone", "thanks alice"]
+    assert committed.segments[0].speaker == "SPEAKER_1"
+    assert [w.text for w in committed.segments[0].words] == [" good", " morning", " everyone"]
+    assert committed.drafts == [1, 3] and committed.next_id == 5
+    assert committed.until == pytest.approx(5.9 + 0.4 + 0.3)
+    assert [(u.segment_id, u.committed, u.segment.text) for u in clear_drafts(committed)] == [
+        (1, True, ""),
+        (3, True, ""),
+    ]
+    await third.close()
+
+
+@pytest.fixture(scope="module")
+def recognizer(tmp_path_factory: pytest.TempPathFactory) -> WhisperRecognizer:
+    return load_recognizer(make_settings(tmp_path_factory.mktemp("carry")), Metrics())
+
+
+def _steps(live: LiveTranscriber, buffer: SecureAudioBuffer, pcm: np.ndarray) -> list[TranscriptUpdate]:
+    """Feed `pcm` as a stream feeds it; the updates the transcriber sent."""
+    updates = []
+    for offset in range(0, len(pcm), STEP):
+        buffer.append(pcm[offset : offset + STEP])
+        updates += live.advance()
+        if (job := live.take_commit()) is not None:
+            updates += live.apply_commit(job, live.transcribe_commit(job))
+    return updates
+
+
+async def test_a_takeover_sends_no_committed_text_again_and_loses_no_turn(
+    redis: Redis, recognizer: WhisperRecognizer
+) -> None:
+    pcm, _ = load_wav("meeting_two_voices.wav")
+    killed = int(KILLED_AT * 16_000)
+    dead_buffer = SecureAudioBuffer(AudioCipher(None))
+    dead = LiveTranscriber(recognizer, dead_buffer, LivePolicy())
+    sent = _steps(dead, dead_buffer, pcm[:killed])  # then it dies: no finish, its drafts stay shown
+    publisher = ResultPublisher(redis, "m2", 1)
+    for update in sent:
+        publisher.update(update, 0.0)
+    await publisher.close()
+    committed_before = {u.segment_id: u.segment.text for u in sent if u.committed and u.segment.text}
+    assert committed_before, "the first worker had committed text when it died"
+
+    taker = ResultPublisher(redis, "m2", 2)
+    committed = await committed_so_far(redis, "m2", await taker.mark_taken())
+    await taker.close()
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    live = LiveTranscriber(recognizer, buffer, LivePolicy())
+    seed_transcriber(live, committed)
+    buffer.append(pcm[:killed])  # the stored audio arrives at once, then the meeting goes on
+    updates = _steps(live, buffer, pcm[killed:]) + live.finish()
+
+    assert [s.text for s in committed.segments] == list(committed_before.values())
+    assert all(u.segment_id >= committed.next_id for u in updates), "no id the client holds is reused"
+    carried, new = live.committed[: len(committed.segments)], live.committed[len(committed.segments) :]
+    assert [s.text for s in carried] == list(committed_before.values()), "committed text carried over as it was"
+    assert new, "the rest of the meeting was transcribed"
+    assert new[0].start >= committed.until - 0.3, (committed.until, new[0])  # no re-transcribed committed audio
+    text = " ".join(s.text for s in live.committed)
+    assert not lost_turns(text, "meeting_two_voices"), text
+    words = [w.lower().strip(".,") for w in text.split()]
+    repeats = [a for a, b in zip(words, words[1:], strict=False) if a == b]
+    assert not repeats, f"a word committed twice at the seam: {repeats} in {text!r}"
