@@ -117,6 +117,10 @@ class LivePump:
         interval = max(self._interval, int(self._load.draft_interval * SAMPLE_RATE))
         return self._buffer.samples - self._drafted_at >= interval
 
+    def resume_after(self, committed: list[Segment], next_id: int) -> None:
+        """Start after a transcript committed elsewhere (a takeover); call before `start`."""
+        self._transcriber.resume_after(committed, next_id)
+
     def start(self) -> None:
         self._running = True
         self._started_at = time.monotonic()

@@ -23,11 +23,9 @@ _CUT_CONTEXT = int(1.5 * SAMPLE_RATE)
 _PROMPT_CHARS = 200
 _HYSTERESIS = 4 / 7  # speech goes on while the probability stays above this share of the threshold
 _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to noise words
-# A draft re-decodes its whole utterance, so its cost grows with the utterance: a long one is
-# re-drafted only after new audio of this share of its length (a 6 s utterance every 0.6 s).
+# A draft re-decodes its whole utterance: re-draft only after new audio of this share of its length.
 _DRAFT_SPACING = 0.1
-# A draft that read exactly like the one before (nothing new recognised) pushes the next one back
-# by this much audio per repeat, up to _MAX_STABLE repeats: a stable draft is not worth re-decoding.
+# A draft that read exactly like the one before pushes the next one back by this much audio per repeat.
 _STABLE_BACKOFF = int(0.4 * SAMPLE_RATE)
 _MAX_STABLE = 2
 
@@ -69,20 +67,24 @@ class LiveTranscriber:
         self.processed_samples = 0
         """Samples of audio the last call looked at: the client's lag is what came after."""
 
-    def advance(self, *, draft: bool = True) -> list[TranscriptUpdate]:
-        """Look at the audio received so far: draft or freeze, and schedule careful passes.
+    def resume_after(self, committed: list[Segment], next_id: int) -> None:
+        """Start after a transcript another worker committed (a takeover), before any `advance`: the
+        audio before its last word only feeds the VAD, and segment ids go on from `next_id`."""
+        self._next_id = next_id
+        if committed:
+            self.committed.extend(committed)
+            until = int(max(segment.end for segment in committed) * SAMPLE_RATE)
+            self._commit_start = self._draft_start = self._drafted_until = until
+            self._cut_at = until  # a window from here may start mid-word: heard with context, no word twice
 
-        A careful pass that is due is staged, not run: `take_commit` hands it out. `draft=False`
-        (the pump thinning drafts under load) does all but the draft, so careful passes keep their timing.
-        """
+    def advance(self, *, draft: bool = True) -> list[TranscriptUpdate]:
+        """Look at the audio received so far: draft or freeze, and stage (not run) a careful pass that
+        is due. `draft=False` (drafts thinned under load) does all but the draft: careful passes keep time."""
         return self._step(final=False, draft=draft)
 
     def take_commit(self) -> CommitJob | None:
-        """The careful pass `advance` scheduled, if any.
-
-        Run `transcribe_commit(job)` on it (it may run while `advance` keeps drafting on another
-        thread), then `apply_commit`. No other pass is scheduled until then.
-        """
+        """The careful pass `advance` staged, if any: run `transcribe_commit(job)` on it (it may run while
+        `advance` drafts on another thread), then `apply_commit`. No other pass is staged until then."""
         job, self._staged = self._staged, None
         if job is not None:
             self._in_flight = job

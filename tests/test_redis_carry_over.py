@@ -21,7 +21,7 @@ from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.live_policy import LivePolicy
 from services.live_transcriber import LiveTranscriber
 from services.redis_backend import streams
-from services.redis_backend.takeover import clear_drafts, committed_so_far, seed_transcriber
+from services.redis_backend.takeover import clear_drafts, committed_so_far
 from services.redis_backend.worker_session import ResultPublisher
 from services.types import Segment, TranscriptUpdate, Word
 from tests.redis_server import lost_turns, redis_server
@@ -120,7 +120,7 @@ async def test_a_takeover_sends_no_committed_text_again_and_loses_no_turn(
     await taker.close()
     buffer = SecureAudioBuffer(AudioCipher(None))
     live = LiveTranscriber(recognizer, buffer, LivePolicy())
-    seed_transcriber(live, committed)
+    live.resume_after(committed.segments, committed.next_id)
     buffer.append(pcm[:killed])  # the stored audio arrives at once, then the meeting goes on
     updates = _steps(live, buffer, pcm[killed:]) + live.finish()
 

@@ -20,10 +20,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services.live_pump import LivePump
-from services.live_transcriber import LiveTranscriber
 from services.redis_backend import streams
 from services.transcript_words import empty_segment
-from services.types import SAMPLE_RATE, Segment, TranscriptUpdate, Word
+from services.types import Segment, TranscriptUpdate, Word
 
 
 @dataclass(slots=True)
@@ -82,36 +81,6 @@ def clear_drafts(committed: Committed) -> list[TranscriptUpdate]:
     return [TranscriptUpdate(segment_id, empty_segment(), committed=True) for segment_id in committed.drafts]
 
 
-# The transcriber's state a takeover sets. `LiveTranscriber` has no public way to start after a
-# committed point yet; until it has one (asked of its owners), this names the fields it sets and
-# fails loudly when any of them is renamed, instead of silently transcribing everything again.
-_STATE = ("committed", "_commit_start", "_draft_start", "_drafted_until", "_next_id", "_cut_at")
-
-
 def seed(pump: LivePump, committed: Committed) -> None:
-    """Start `pump`'s transcriber after the committed text (before `pump.start()`).
-
-    Raises:
-        TypeError: the transcriber does not have the state this sets (its module changed).
-    """
-    seed_transcriber(pump._transcriber, committed)
-
-
-def seed_transcriber(transcriber: LiveTranscriber, committed: Committed) -> None:
-    """As `seed`, on the transcriber itself.
-
-    Raises:
-        TypeError: the transcriber does not have the state this sets (its module changed).
-    """
-    missing = [name for name in _STATE if not hasattr(transcriber, name)]
-    if missing:
-        raise TypeError(f"LiveTranscriber has no {', '.join(missing)}: a takeover cannot start it mid-meeting")
-    transcriber._next_id = committed.next_id
-    if not committed.segments:
-        return
-    until = int(committed.until * SAMPLE_RATE)
-    transcriber.committed.extend(committed.segments)
-    transcriber._commit_start = transcriber._draft_start = transcriber._drafted_until = until
-    # the first window after the point may start inside a word: it is heard with the audio before
-    # it as context, and a word the committed text ends with is not committed twice
-    transcriber._cut_at = until
+    """Start `pump`'s transcriber after the committed text (before `pump.start()`)."""
+    pump.resume_after(committed.segments, committed.next_id)
