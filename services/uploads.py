@@ -4,7 +4,7 @@
         202 {"id", "status": "queued"} + Location: /api/meetings/{id}; poll that (queued ->
             processing -> done | failed)
         400 no file field · 413 over MAX_UPLOAD_MB · 415 not audio · 503 not ready, store down, or
-        MAX_BACKGROUND_JOBS already waiting (with Retry-After)
+        MAX_BACKGROUND_AUDIO_SECONDS of background audio already waiting (with Retry-After)
 
 An accepted upload is a session nobody watches: `pipeline.open_session`, detached at once (its
 model work runs behind live meetings), its audio decoded into the session's sealed buffer, then
@@ -105,7 +105,7 @@ class MeetingUpload:
 
         Raises:
             StoreError: the meeting could not be listed (nobody could poll it).
-            BacklogFullError: MAX_BACKGROUND_JOBS are waiting already (the listing is removed).
+            BacklogFullError: the background jobs hold MAX_BACKGROUND_AUDIO_SECONDS already (the listing is removed).
             RuntimeError: the server is shutting down (likewise).
         """
         created_at = time.time()
