@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,12 @@ def test_offline_fallback_and_model_discovery_defaults(monkeypatch: pytest.Monke
     settings = _settings(monkeypatch)
     assert settings.llm_offline_fallback is True and settings.vllm_model_id == ""
     assert _settings(monkeypatch, LLM_OFFLINE_FALLBACK="False").llm_offline_fallback is False
+
+
+def test_every_setting_is_in_env_example_with_a_valid_name() -> None:
+    """`.env.example` is where a newcomer looks first: every setting is there, and nothing there is misspelt."""
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
+    names = {(field.alias or name).upper() for name, field in Settings.model_fields.items()}
+    assert names - listed == set(), "settings missing from .env.example"
+    assert listed - names == set(), "names in .env.example that are no setting"
