@@ -33,7 +33,7 @@ from services.asr_counters import CountingModel, current_path, current_purpose, 
 from services.careful_window import WindowBudgetSpent, bound_encoder, encoder_windows
 from services.errors import ASRError, ConfigurationError
 from services.settings import Settings
-from services.transcript_words import trim_self_repetition
+from services.transcript_words import segment_of, trim_loop, trim_self_repetition
 from services.types import SAMPLE_RATE, Segment, Word
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ _DRAFT_PAD_FRAMES = 100
 _DRAFT_TOKENS_PER_SECOND = 5
 _PROMPT_TOKENS = 16  # decoder steps cost ~3 ms each on a CPU core: keep the draft prompt short
 _MAX_FRAMES = 3000
+_MAX_TOKENS = 448  # Whisper's decoder length, prompt included
+_CAREFUL_TOKENS_PER_SECOND = 6  # fast speech is ~5 tokens a second, timestamps included
 _TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback ladder
 
 
@@ -54,6 +56,11 @@ class SpeechRecognizer(Protocol):
     def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
         """Quick tentative text for `audio` (float32, 16 kHz) starting `offset` seconds in, conditioned on `prompt`."""
         ...
+
+    def _prompt_tokens(self, prompt: str) -> int:
+        """Tokens of faster-whisper's prompt: <|startofprev|>, the text's last 223, the start sequence."""
+        text = len(self._tokenizer.encode(" " + prompt.strip())) if prompt.strip() else -1
+        return 1 + min(text, _MAX_TOKENS // 2 - 1) + len(self._tokenizer.sot_sequence)
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         """Careful segments with word times, shifted by `offset` seconds."""
@@ -179,6 +186,11 @@ class WhisperRecognizer:
             tokens = [self._tokenizer.sot_prev, *self._tokenizer.encode(" " + prompt.strip())[-_PROMPT_TOKENS:]]
         return [*tokens, *self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
 
+    def _prompt_tokens(self, prompt: str) -> int:
+        """Tokens of faster-whisper's prompt: <|startofprev|>, the text's last 223, the start sequence."""
+        text = len(self._tokenizer.encode(" " + prompt.strip())) if prompt.strip() else -1
+        return 1 + min(text, _MAX_TOKENS // 2 - 1) + len(self._tokenizer.sot_sequence)
+
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         started = time.perf_counter()
         try:
@@ -191,6 +203,7 @@ class WhisperRecognizer:
                 condition_on_previous_text=False,
                 word_timestamps=True,
                 vad_filter=False,
+                max_new_tokens=careful_token_budget(len(audio) / SAMPLE_RATE, self._prompt_tokens(prompt)),
             )
             # transcribe() is lazy: consume the generator here, inside the worker thread.
             segments = [_to_segment(piece, offset) for piece in _one_window(pieces, len(audio), self.language)]
@@ -198,6 +211,18 @@ class WhisperRecognizer:
             raise ASRError(f"transcription failed: {exc}") from exc
         self._account("commit", started, len(audio) / SAMPLE_RATE)
         return [segment for segment in segments if segment.text]
+
+
+
+def careful_token_budget(seconds: float, prompt_tokens: int) -> int:
+    """`max_new_tokens` for a careful window of `seconds`: room for fast speech (one 30 s window at
+    most), so a decoding loop stops there instead of running on to Whisper's 448 tokens.
+
+    CTranslate2 stops a generation at half of `max_length` (prompt included), so twice the room is
+    asked for, within what the prompt leaves.
+    """
+    wanted = int(8 + min(seconds, _MAX_FRAMES / _FRAMES_PER_SECOND) * _CAREFUL_TOKENS_PER_SECOND)
+    return max(1, min(2 * wanted, _MAX_TOKENS - prompt_tokens - 1))
 
 
 def _one_window(pieces, samples: int, language: str | None) -> list:  # type: ignore[no-untyped-def, type-arg]
@@ -243,6 +268,9 @@ def _to_segment(piece, offset: float) -> Segment:  # type: ignore[no-untyped-def
         Word(start=offset + w.start, end=offset + w.end, text=w.word, probability=w.probability)
         for w in (piece.words or [])
     ]
+    kept = trim_loop(words)
+    if len(kept) < len(words):
+        return segment_of(kept)
     return Segment(start=offset + piece.start, end=offset + piece.end, text=piece.text.strip(), words=words)
 
 

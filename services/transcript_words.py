@@ -80,5 +80,22 @@ def trim_self_repetition(text: str) -> str:
     return " ".join(words)
 
 
+def trim_loop(words: list[Word], repeats: int = 3) -> list[Word]:
+    """Cut careful words where a phrase comes round `repeats` times back to back: a decoding loop.
+
+    Beam search can loop too once a window's audio runs out ("I'm a man, I'm a man, ..."), and a
+    looped window committed as text becomes the next window's prompt, which loops again. Real
+    speech repeats a phrase twice ("And he's Ed. And he's Ed."), which is kept; from the third copy
+    on only the first copy is kept.
+    """
+    key = [_normalise(word.text) for word in words]
+    for i in range(len(key)):
+        for period in range(1, (len(key) - i) // repeats + 1):
+            first = key[i : i + period]
+            if all(key[i + k * period : i + (k + 1) * period] == first for k in range(1, repeats)):
+                return words[: i + period]
+    return words
+
+
 def _normalise(word: str) -> str:
     return "".join(_WORD.findall(word.lower()))

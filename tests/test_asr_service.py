@@ -7,8 +7,10 @@ import pytest
 from faster_whisper import decode_audio
 
 from observability import Metrics
-from services.asr_service import WhisperRecognizer, load_recognizer, trim_self_repetition
+from services.asr_service import WhisperRecognizer, careful_token_budget, load_recognizer, trim_self_repetition
 from services.errors import ConfigurationError
+from services.transcript_words import trim_loop
+from services.types import Word
 from tests.support import FIXTURES, load_wav, make_settings
 
 
@@ -77,6 +79,32 @@ def test_silence_gives_no_segments(recognizer: WhisperRecognizer) -> None:
 )
 def test_trim_self_repetition(draft: str, expected: str) -> None:
     assert trim_self_repetition(draft) == expected
+
+
+def _words(text: str) -> list[Word]:
+    return [Word(start=i * 0.3, end=i * 0.3 + 0.2, text=" " + w) for i, w in enumerate(text.split())]
+
+
+@pytest.mark.parametrize(
+    ("careful", "expected"),
+    [
+        ("I'm a man, I'm a man, I'm a man, I'm a man, I'm", "I'm a man,"),
+        ("And he's Ed. And he's Ed. E-R.", "And he's Ed. And he's Ed. E-R."),  # said twice: kept
+        ("so we go on on on on and on", "so we go on"),
+        ("the budget report is due on Friday", "the budget report is due on Friday"),
+        ("", ""),
+    ],
+)
+def test_trim_loop_cuts_a_careful_pass_at_its_third_copy(careful: str, expected: str) -> None:
+    assert "".join(w.text for w in trim_loop(_words(careful))).strip() == expected
+
+
+def test_careful_token_budget_bounds_a_window_by_its_length() -> None:
+    # CTranslate2 stops at half of max_length: the budget asks for twice the room fast speech needs
+    short, long = careful_token_budget(2.4, prompt_tokens=3), careful_token_budget(30.0, prompt_tokens=3)
+    assert 2 * (8 + 2.4 * 5) <= short < long
+    assert careful_token_budget(300.0, prompt_tokens=3) == long  # one 30 s window at a time
+    assert careful_token_budget(30.0, prompt_tokens=230) == 448 - 230 - 1  # faster-whisper's limit
 
 
 def test_a_missing_model_directory_names_the_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -165,4 +193,5 @@ def test_a_careful_pass_encodes_one_window_when_the_audio_fits_in_one(tmp_path) 
     segments = recognizer.transcribe(audio, offset=0.0)
     assert _encoder_calls(metrics) - before == 1
     assert "name" in " ".join(s.text for s in segments).lower()
-    assert segments and segments[0].words and segments[-1].end < 8.0  # the first window's words, kept
+    # the first window's words are kept when its budget of encoder calls is spent
+    assert segments and segments[0].words and segments[0].start < 1.0 and segments[-1].end <= len(audio) / 16000
