@@ -155,6 +155,7 @@ async def open_services(
         cipher=cipher,
         partial_interval=settings.asr_partial_interval,
         spools=spools,
+        draft_batch_size=settings.asr_draft_batch_size,
     )
     if gateway:
         pipeline = await open_remote_pipeline(settings, metrics, store, cipher, stack)

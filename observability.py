@@ -180,6 +180,12 @@ class Metrics:
         self.asr_model_seconds = Counter(
             f"{PREFIX}_asr_model_seconds_total", "Seconds spent in model calls, by path.", ["path"], registry=registry
         )
+        self.draft_batch_size = Histogram(
+            f"{PREFIX}_draft_batch_size",
+            "Live drafts decoded together in one model call (several sessions' drafts share a batch).",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16),
+            registry=registry,
+        )
         self.vad_onset_delay = Histogram(
             f"{PREFIX}_vad_onset_delay_seconds",
             "Audio seconds from an utterance's speech onset to its first draft being decoded.",

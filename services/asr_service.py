@@ -18,6 +18,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +35,7 @@ from services.careful_window import WindowBudgetSpent, bound_encoder, encoder_wi
 from services.errors import ASRError, ConfigurationError
 from services.settings import Settings
 from services.transcript_words import segment_of, trim_loop, trim_self_repetition
-from services.types import SAMPLE_RATE, Segment, Word
+from services.types import SAMPLE_RATE, DraftRequest, Segment, Word
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ class SpeechRecognizer(Protocol):
 
     def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
         """Quick tentative text for `audio` (float32, 16 kHz) starting `offset` seconds in, conditioned on `prompt`."""
+        ...
+
+    def draft_batch(self, requests: Sequence[DraftRequest]) -> list[str]:
+        """`draft` of each request, in order (one model call for several when the backend can)."""
         ...
 
     def _prompt_tokens(self, prompt: str) -> int:
@@ -145,46 +150,74 @@ class WhisperRecognizer:
         return self._model
 
     def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
-        with recognition_context(path="draft"):
-            return self._draft(audio, prompt)
+        return self.draft_batch([DraftRequest(audio, offset, prompt)])[0]
 
-    def _draft(self, audio: np.ndarray, prompt: str) -> str:
+    def draft_batch(self, requests: Sequence[DraftRequest]) -> list[str]:
+        """Drafts of several windows (other sessions' too), decoded together: the greedy decoder
+        reads all its weights at every step, so one step for eight sequences costs little more than
+        for one. The windows in a call are padded to the longest.
+
+        CTranslate2 wants the start token at the same place in every prompt of a call, so the
+        prompted windows share the shortest prompt among them (each keeps its latest words) and
+        the unprompted ones go in a call of their own.
+        """
+        texts: list[str] = [""] * len(requests)
+        previous = [self._previous_tokens(request.prompt) for request in requests]
+        shortest = min((len(tokens) for tokens in previous if tokens), default=0)
+        with recognition_context(path="draft"):
+            for prompted in (False, True):
+                group = [i for i, tokens in enumerate(previous) if bool(tokens) is prompted]
+                if not group:
+                    continue
+                prompts = [self._draft_prompt(previous[i][len(previous[i]) - shortest :]) for i in group]
+                decoded = self._draft_group([requests[i] for i in group], prompts)
+                for i, text in zip(group, decoded, strict=True):
+                    texts[i] = text
+        return texts
+
+    def _draft_group(self, requests: list[DraftRequest], prompts: list[list[int]]) -> list[str]:
         started = time.perf_counter()
-        duration = len(audio) / SAMPLE_RATE
-        features = self._model.feature_extractor(audio)
-        frames = min(features.shape[-1] + _DRAFT_PAD_FRAMES, _MAX_FRAMES)
-        features = np.pad(features, ((0, 0), (0, max(0, frames - features.shape[-1]))))[:, :frames]
+        durations = [len(request.audio) / SAMPLE_RATE for request in requests]
+        features = [self._model.feature_extractor(request.audio) for request in requests]
+        frames = min(max(f.shape[-1] for f in features) + _DRAFT_PAD_FRAMES, _MAX_FRAMES)
+        batch = np.stack([np.pad(f, ((0, 0), (0, max(0, frames - f.shape[-1]))))[:, :frames] for f in features])
+        budgets = [int(8 + duration * _DRAFT_TOKENS_PER_SECOND) for duration in durations]
         try:
-            encoded = self._model.model.encode(get_ctranslate2_storage(features[np.newaxis]), to_cpu=False)
-            tokens = self._draft_prompt(prompt)
-            result = self._model.model.generate(
+            encoded = self._model.model.encode(get_ctranslate2_storage(batch), to_cpu=False)
+            results = self._model.model.generate(
                 encoded,
-                [tokens],
+                prompts,
                 beam_size=1,
-                max_length=len(tokens) + int(8 + duration * _DRAFT_TOKENS_PER_SECOND),
+                max_length=len(prompts[0]) + max(budgets),
                 suppress_blank=True,
                 suppress_tokens=[-1],
-            )[0]
+            )
         except RuntimeError as exc:
             raise ASRError(f"draft decoding failed: {exc}") from exc
-        ids = [token for token in result.sequences_ids[0] if token < self._tokenizer.eot]
-        text = trim_self_repetition(self._tokenizer.decode(ids).strip())
-        self._account("partial", started, duration)
-        return text
+        texts = []
+        for result, budget in zip(results, budgets, strict=True):
+            # each window keeps what it would have had alone: CTranslate2 stops at half of max_length
+            kept = result.sequences_ids[0][: min((len(prompts[0]) + budget) // 2, budget)]
+            ids = [token for token in kept if token < self._tokenizer.eot]
+            texts.append(trim_self_repetition(self._tokenizer.decode(ids).strip()))
+        self._account("partial", started, sum(durations), passes=len(requests))
+        return texts
 
-    def _account(self, kind: str, started: float, duration: float) -> None:
+    def _account(self, kind: str, started: float, duration: float, passes: int = 1) -> None:
         elapsed = time.perf_counter() - started
         path = current_path()
         self._metrics.asr_latency.labels(kind=kind).observe(elapsed)
         self._metrics.asr_model_seconds.labels(path=path).inc(elapsed)
         self._metrics.asr_audio_seconds.labels(path=path).inc(duration)
-        self._metrics.asr_passes.labels(path=path, purpose=current_purpose() if kind == "commit" else "window").inc()
+        purpose = current_purpose() if kind == "commit" else "window"
+        self._metrics.asr_passes.labels(path=path, purpose=purpose).inc(passes)
 
-    def _draft_prompt(self, prompt: str) -> list[int]:
-        tokens: list[int] = []
-        if prompt.strip():
-            tokens = [self._tokenizer.sot_prev, *self._tokenizer.encode(" " + prompt.strip())[-_PROMPT_TOKENS:]]
-        return [*tokens, *self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+    def _previous_tokens(self, prompt: str) -> list[int]:
+        return self._tokenizer.encode(" " + prompt.strip())[-_PROMPT_TOKENS:] if prompt.strip() else []
+
+    def _draft_prompt(self, previous: list[int]) -> list[int]:
+        context = [self._tokenizer.sot_prev, *previous] if previous else []
+        return [*context, *self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
 
     def _prompt_tokens(self, prompt: str) -> int:
         """Tokens of faster-whisper's prompt: <|startofprev|>, the text's last 223, the start sequence."""

@@ -8,12 +8,12 @@ path raise `ASRError` (fault injection); `calls` records every call as (kind, st
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from services.errors import ASRError
-from services.types import SAMPLE_RATE, Segment, Word
+from services.types import SAMPLE_RATE, DraftRequest, Segment, Word
 
 
 class FakeRecognizer:
@@ -30,6 +30,9 @@ class FakeRecognizer:
         end = offset + len(audio) / SAMPLE_RATE
         self.calls.append(("draft", offset, end))
         return "".join(word.text for word in self._heard(offset, end)).strip()
+
+    def draft_batch(self, requests: Sequence[DraftRequest]) -> list[str]:
+        return [self.draft(request.audio, request.offset, request.prompt) for request in requests]
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         end = offset + len(audio) / SAMPLE_RATE

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.settings import Settings
-from services.types import Segment
+from services.types import DraftRequest, Segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +60,14 @@ class CommitJob:
     end: int
     pending: tuple[tuple[int, float], ...]  # (segment id, start time) of the drafts it replaces
     drafts: dict[int, Segment]  # their latest text, which stands in if the careful pass fails
+
+
+@dataclass(frozen=True, slots=True)
+class DraftJob:
+    """A draft of the open utterance [start, end) samples, due now; `request` is what to decode."""
+
+    segment_id: int | None  # the utterance's id once it has a draft on screen
+    start: int
+    end: int
+    onset: int  # where the VAD heard the utterance begin (for the onset-delay metric)
+    request: DraftRequest

@@ -7,6 +7,10 @@ one pass per session at a time), labels committed segments with a provisional sp
 the session's diariser embed the speech that has ended. Every update goes to `emit` with the lag
 (seconds of audio received but not yet looked at).
 
+A step only stages the draft it finds due; the pump then hands it to `decode_draft` (the process's
+`DraftBatcher`, which decodes the drafts of every live session together) and shows the text when it
+comes back, unless the utterance moved on meanwhile.
+
 Under load the pump thins its drafts: a step drafts only once the load meter's `draft_interval` of
 new audio has come since the last draft (`ASR_PARTIAL_INTERVAL` on an idle box, up to
 `ASR_PARTIAL_MAX_INTERVAL` on a full one, `services/capacity.py`); the steps between still run
@@ -25,7 +29,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from observability import Metrics
 from services.audio_buffer import SecureAudioBuffer
@@ -34,7 +38,7 @@ from services.live_policy import CommitJob
 from services.live_transcriber import LiveTranscriber
 from services.orchestrator import ModelRunner
 from services.session_speakers import SessionSpeakers
-from services.types import SAMPLE_RATE, Segment, TranscriptUpdate
+from services.types import SAMPLE_RATE, DraftRequest, Segment, TranscriptUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ Step = Callable[[], list[TranscriptUpdate]]
 """One blocking transcriber step (draft, careful commit, tail): the updates to send."""
 Emit = Callable[[TranscriptUpdate, float], None]
 """Receives each update with the lag in seconds."""
+DecodeDraft = Callable[[DraftRequest], Awaitable[str]]
+"""Decodes a staged draft off the event loop (the `DraftBatcher`, or the pump's own draft runner)."""
 _PACE_SLACK = 2.0
 """Audio seconds a client may run ahead of the wall clock and still count as sending in real time."""
 
@@ -61,6 +67,7 @@ class LivePump:
         interval: float,
         metrics: Metrics,
         run_draft: ModelRunner | None = None,
+        decode_draft: DecodeDraft | None = None,
         load: LoadMeter | None = None,
     ) -> None:
         self._session_id = session_id
@@ -69,6 +76,7 @@ class LivePump:
         self._speakers = speakers
         self._run_model = run_model
         self._run_draft = run_draft or run_model
+        self._decode_draft = decode_draft or functools.partial(self._run_draft, transcriber.decode_draft)
         self._load = load
         self._started_at: float | None = None
         self._drafted_at = 0  # buffer length when the last drafting step was taken
@@ -180,9 +188,9 @@ class LivePump:
                 self._metrics.jobs_total.labels(stage="asr_live").inc()
                 if self._may_draft():
                     self._drafted_at = self._buffer.samples
-                    await self._advance(self._transcriber.advance, self._run_draft)
+                    await self._draft_step()
                 else:  # thinned: freeze and stage careful passes on time, without the draft (cheap)
-                    await self._advance(functools.partial(self._transcriber.advance, draft=False))
+                    await self._advance(functools.partial(self._transcriber.step, draft=False))
                 self._start_commit()
                 if self._speakers is not None:
                     self._speakers.catch_up(self._buffer)
@@ -190,6 +198,14 @@ class LivePump:
                 logger.exception("live transcription step failed (session %s)", self._session_id)
                 self._metrics.job_failures.labels(stage="asr_live").inc()
                 await asyncio.sleep(self._interval / SAMPLE_RATE)
+
+    async def _draft_step(self) -> None:
+        """A step that may stage a draft; the draft decoded (with other sessions' drafts) and shown."""
+        await self._advance(self._transcriber.step, self._run_draft)
+        job = self._transcriber.take_draft()
+        if job is not None:
+            text = await self._decode_draft(job.request)
+            await self._advance(functools.partial(self._transcriber.apply_draft, job, text))
 
     def _start_commit(self) -> None:
         """Run the careful pass the transcriber staged beside the drafts, which go on meanwhile."""

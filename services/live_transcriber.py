@@ -11,9 +11,9 @@ from observability import Metrics
 from services.asr_counters import recognition_context
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
-from services.live_policy import CommitJob, LivePolicy
+from services.live_policy import CommitJob, DraftJob, LivePolicy
 from services.transcript_words import cut_index, deal_words, empty_segment, segment_of, word_key
-from services.types import SAMPLE_RATE, Segment, TranscriptUpdate, Word
+from services.types import SAMPLE_RATE, DraftRequest, Segment, TranscriptUpdate, Word
 from services.vad import FRAME_SAMPLES, StreamingVAD
 
 _PRE_ROLL = int(0.2 * SAMPLE_RATE)
@@ -62,6 +62,7 @@ class LiveTranscriber:
         self._head_retry_at = 0
         self._cut_at = -1  # where the last forced cut fell (a window starting there starts mid-phrase)
         self._staged: CommitJob | None = None  # scheduled by `advance`, not yet taken
+        self._draft_due: DraftJob | None = None  # staged by `step`, not yet taken
         self._in_flight: CommitJob | None = None  # taken, not yet applied
         self.committed: list[Segment] = []
         self.processed_samples = 0
@@ -78,9 +79,35 @@ class LiveTranscriber:
             self._cut_at = until  # a window from here may start mid-word: heard with context, no word twice
 
     def advance(self, *, draft: bool = True) -> list[TranscriptUpdate]:
-        """Look at the audio received so far: draft or freeze, and stage (not run) a careful pass that
-        is due. `draft=False` (drafts thinned under load) does all but the draft: careful passes keep time."""
+        """`step`, then the draft it found due, decoded here: draft or freeze, and stage (not run) a
+        careful pass that is due."""
+        updates = self.step(draft=draft)
+        if (job := self.take_draft()) is not None:
+            updates += self.apply_draft(job, self.decode_draft(job.request))
+        return updates
+
+    def step(self, *, draft: bool = True) -> list[TranscriptUpdate]:
+        """Look at the audio received so far: freeze, stage (not run) a careful pass that is due, and
+        stage a draft that is due for `take_draft` (the caller decodes it, perhaps batched with other
+        sessions' drafts, and hands the text to `apply_draft`). `draft=False` (drafts thinned under
+        load) stages no draft: careful passes keep time."""
         return self._step(final=False, draft=draft)
+
+    def decode_draft(self, request: DraftRequest) -> str:
+        """The draft text of a staged draft's request (blocking model work)."""
+        return self._recognizer.draft(request.audio, request.offset, request.prompt)
+
+    def take_draft(self) -> DraftJob | None:
+        """The draft `step` staged, if any."""
+        job, self._draft_due = self._draft_due, None
+        return job
+
+    def apply_draft(self, job: DraftJob, text: str) -> list[TranscriptUpdate]:
+        """Show `text` as the draft of `job`'s utterance, unless that utterance was frozen or committed
+        since `step` staged it (the draft came too late: dropped)."""
+        if job.segment_id != self._draft_id or self._draft_start > job.start:
+            return []
+        return self._show_draft(job, text)
 
     def take_commit(self) -> CommitJob | None:
         """The careful pass `advance` staged, if any: run `transcribe_commit(job)` on it (it may run while
@@ -150,7 +177,9 @@ class LiveTranscriber:
         if not draft or now - self._drafted_at < (now - draft_start) * _DRAFT_SPACING + self._stable * _STABLE_BACKOFF:
             return []
         self._drafted_until, self._drafted_at = last, now
-        return self._draft(draft_start, now, onset=utterance[0])
+        request = DraftRequest(self._buffer.read(draft_start, now), draft_start / SAMPLE_RATE, self._prompt())
+        self._draft_due = DraftJob(self._draft_id, draft_start, now, utterance[0], request)
+        return []
 
     def _speech_span(self, since: int, vad_end: int) -> tuple[int, int] | None:
         """First and last speech sample after `since`, by the VAD, or None."""
@@ -159,16 +188,15 @@ class LiveTranscriber:
     def _prompt(self) -> str:
         return " ".join(segment.text for segment in self.committed[-4:])[-_PROMPT_CHARS:]
 
-    def _draft(self, start: int, end: int, onset: int) -> list[TranscriptUpdate]:
-        text = self._recognizer.draft(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
+    def _show_draft(self, job: DraftJob, text: str) -> list[TranscriptUpdate]:
         if not text and self._draft_id is None:
             return []
         if self._draft_id is None:
             if self._metrics is not None:  # how late the utterance's first words show, in audio time
-                self._metrics.vad_onset_delay.observe((self._buffer.samples - onset) / SAMPLE_RATE)
+                self._metrics.vad_onset_delay.observe((job.end - job.onset) / SAMPLE_RATE)
             self._draft_id = self._new_id()
-            self._pending.append((self._draft_id, start / SAMPLE_RATE))
-        segment = Segment(start=start / SAMPLE_RATE, end=end / SAMPLE_RATE, text=text)
+            self._pending.append((self._draft_id, job.start / SAMPLE_RATE))
+        segment = Segment(start=job.start / SAMPLE_RATE, end=job.end / SAMPLE_RATE, text=text)
         previous = self._drafts.get(self._draft_id)
         same = previous is not None and word_key(previous.text) == word_key(text)
         self._stable = min(_MAX_STABLE, self._stable + 1) if same else 0

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     asr_cpu_threads: int = Field(1, ge=0, description="Threads per inference worker (0 = CTranslate2 default).")
     asr_partial_interval: float = Field(0.4, ge=0.05, le=5.0, description="Seconds of new audio between live decodes.")
+    asr_draft_batch_size: int = Field(
+        8, ge=1, le=64, description="Most live drafts (of different sessions) decoded in one model call."
+    )
     asr_max_utterance_seconds: float = Field(
         8.0, ge=2.0, le=25.0, description="Utterance length without a pause that forces a commit of its settled head."
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 SAMPLE_RATE = 16_000
 """Every component works on 16 kHz mono float32 audio in [-1, 1]."""
 
@@ -23,6 +25,15 @@ class Word:
     end: float
     text: str
     probability: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRequest:
+    """Audio to draft (float32, 16 kHz) starting `offset` seconds in, conditioned on `prompt`."""
+
+    audio: np.ndarray
+    offset: float
+    prompt: str = ""
 
 
 @dataclass(slots=True)
