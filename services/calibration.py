@@ -107,12 +107,22 @@ async def choose_prior(settings: Settings, recognizer: SpeechRecognizer, run_mod
         return SessionPrior(settings.admission_session_cpu, "ADMISSION_SESSION_CPU")
     context = {"asr_model": recognizer.name}
     if _uses_cuda(settings):
-        logger.info("admission prior not calibrated: the reference is timed on the CPU", extra=context)
+        logger.info(
+            "admission prior not calibrated on CUDA (the reference is timed on the CPU): planning with %.2f",
+            UNCALIBRATED_SESSION_CPU,
+            extra=context,
+        )
         return SessionPrior(UNCALIBRATED_SESSION_CPU, "uncalibrated")
     try:
         reference = await run_model(time_reference, recognizer)
     except (OSError, wave.Error, ASRError) as exc:
-        logger.warning("admission prior not calibrated (%s); set ADMISSION_SESSION_CPU", exc, extra=context)
+        logger.warning(
+            "admission prior not calibrated (%s): planning with %.2f CPU-s per audio s until measured; "
+            "ADMISSION_SESSION_CPU sets it",
+            exc,
+            UNCALIBRATED_SESSION_CPU,
+            extra=context,
+        )
         return SessionPrior(UNCALIBRATED_SESSION_CPU, "uncalibrated")
     prior = SessionPrior(prior_from_reference(reference), "calibrated", reference)
     logger.info(
