@@ -29,6 +29,7 @@ from services.admission import SessionCounter, SessionLimits, refusal_reason
 from services.asr_service import SpeechRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher
 from services.auth import accepted_subprotocol
+from services.calibration import choose_prior
 from services.capacity import AdmissionMeter, CapacityPolicy, LoadMeter
 from services.data_key import audio_key
 from services.diarization import DiarizationService, build_diarization_service
@@ -141,6 +142,8 @@ async def open_services(
     workflows = build_workflows(settings, metrics)
     stack.push_async_callback(workflows.aclose)
     await orchestrator.start()
+    if load is not None and not gateway:  # before meetings and recovery use the CPU; a gateway runs no models
+        load.use_prior(await choose_prior(settings, recognizer, orchestrator.run_model))
     stack.push_async_callback(orchestrator.drain)  # finishes queued meetings, so the audit log loses no line
     cipher = AudioCipher(key)
     pipeline: MeetingPipeline | RemotePipeline = MeetingPipeline(
@@ -198,7 +201,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 state.load = state.sessions.meter = state.services.pipeline.fleet
             state.accepting = True
             logger.info(
-                "ready: %d inference worker(s), max %d session(s)", settings.inference_workers, settings.max_sessions
+                "ready: %d inference worker(s), max %d session(s), admission prior %.3f CPU-s per audio s (%s)",
+                settings.inference_workers,
+                settings.max_sessions,
+                load.prior.session_cpu,
+                load.prior.source if state.load is load else "unused: the workers' reports decide",
             )
             try:
                 yield

@@ -164,7 +164,8 @@ class Metrics:
         )
         self.asr_model_calls = Counter(
             f"{PREFIX}_asr_model_calls_total",
-            "Whisper model calls by path (draft, careful, stop) and op (encode, generate, fallback, align).",
+            "Whisper model calls by path (draft, careful, stop, calibration) and op "
+            "(encode, generate, fallback, align).",
             ["path", "op"],
             registry=registry,
         )

@@ -20,7 +20,10 @@ gateway and the workers. Each row:
 - stop -> final, the worst admitted stream;
 - server CPU seconds per audio second per admitted stream, while streaming (from /proc);
 - final WER against the script, worst admitted stream, beside bare faster-whisper on the same file
-  in the same run (`WhisperModel.transcribe`, beam 5, one thread).
+  in the same run (`WhisperModel.transcribe`, beam 5, one thread);
+- the admission prior the server started with (`/health` capacity: its CPU-s per audio s, where it
+  came from, and the calibration's reference CPU seconds) and the load meter's cost per meeting
+  when the first stream stopped (the measured cost once a full box thinned its drafts).
 
 Asserts nothing. Run it under `flock /tmp/heavy.lock` on a shared machine.
 """
@@ -153,14 +156,43 @@ def one_process(root: Path, tmp: Path, extra: dict[str, str]) -> Iterator[tuple[
         server.wait(timeout=90)
 
 
+async def watch_meter(port: int, done: asyncio.Event) -> list[tuple[float, dict[str, object]]]:
+    """/health's capacity block about once a second until `done` (monotonic time, block)."""
+    readings: list[tuple[float, dict[str, object]]] = []
+    async with httpx.AsyncClient(timeout=5) as client:
+        while not done.is_set():
+            health = (await client.get(f"http://127.0.0.1:{port}/health")).json()
+            readings.append((time.monotonic(), health.get("capacity", {})))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 1.0)
+    return readings
+
+
+def meter_figures(readings: list[tuple[float, dict[str, object]]], first_stop: float) -> dict[str, object]:
+    """The prior the server started with and the meter's cost when the first stream stopped."""
+    start = readings[0][1]
+    before_stop = [capacity for at, capacity in readings if at <= first_stop] or [start]
+    return {
+        "prior": start.get("session_cpu_prior"),
+        "prior_source": start.get("prior_source"),
+        "reference_cpu_s": start.get("reference_cpu_seconds"),
+        "meter_cost_at_stop": before_stop[-1].get("session_cpu"),
+    }
+
+
 async def offer(
     count: int, port: int, pids: list[int], pcm: np.ndarray, reference: list, truth: str
 ) -> dict[str, object]:
     trackers = [LagTracker(reference) for _ in range(count)]
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
+    done = asyncio.Event()
+    watching = asyncio.create_task(watch_meter(port, done))
     # all at once, 50 ms apart so the order of admission is defined
     runs = await asyncio.gather(*(stream(port, pcm, trackers[i], 0.05 * i) for i in range(count)))
     cpu_streaming = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+    done.set()
+    readings = await watching
+    stops = [float(run["stop_clock"]) for run in runs if "stop_clock" in run]
     served = [(run, tracker) for run, tracker in zip(runs, trackers, strict=True) if "refused" not in run]
     refused = [run for run in runs if "refused" in run]
     duration = len(pcm) / 16000
@@ -183,7 +215,7 @@ async def offer(
         "wer_worst": max(wers, default=float("nan")),
         "wer_mean": float(np.mean(wers)) if wers else float("nan"),
         "hint": hints[0] if hints else "",
-    }
+    } | meter_figures(readings, min(stops, default=time.monotonic()))
 
 
 async def main() -> None:
@@ -224,15 +256,17 @@ async def main() -> None:
     print(f"\nbare faster-whisper WER on the same file: {bare_wer:.1%}")
     print(
         "\n| server | load avg | offered | served / refused | lag p50 (median) / p90 (worst stream) s "
-        "| stop -> final (worst) s | CPU-s per audio s per stream | WER worst (mean) | bare WER |"
+        "| stop -> final (worst) s | CPU-s per audio s per stream | WER worst (mean) | bare WER "
+        "| prior (source, reference CPU-s) | meter cost at stop |"
     )
-    print("|" + " --- |" * 9)
+    print("|" + " --- |" * 11)
     for row in rows:
         print(
             f"| {row['root']} | {row['load']} | {row['offered']} | {row['served']} / {row['refused']} "
             f"| {row['lag_p50']:.2f} / "
             f"{row['lag_p90_worst']:.2f} | {row['final_worst']:.2f} | {row['cpu_per_audio_s']:.3f} "
-            f"| {row['wer_worst']:.1%} ({row['wer_mean']:.1%}) | {bare_wer:.1%} |"
+            f"| {row['wer_worst']:.1%} ({row['wer_mean']:.1%}) | {bare_wer:.1%} "
+            f"| {row['prior']} ({row['prior_source']}, {row['reference_cpu_s']}) | {row['meter_cost_at_stop']} |"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -21,6 +21,9 @@ from observability import Metrics
 # around blocking calls on a worker thread; the defaults name an ordinary commit.
 _PATH: ContextVar[str] = ContextVar("asr_path", default="careful")
 _PURPOSE: ContextVar[str] = ContextVar("asr_purpose", default="window")
+# A label that inner contexts cannot change: the start-up calibration (services/calibration.py) runs
+# the recogniser's own draft and careful paths, which label themselves, and must not count as meetings.
+_PINNED: ContextVar[str | None] = ContextVar("asr_path_pinned", default=None)
 
 
 @contextmanager
@@ -32,6 +35,16 @@ def recognition_context(*, path: str | None = None, purpose: str | None = None) 
     finally:
         for var, token in reversed(tokens):
             var.reset(token)
+
+
+@contextmanager
+def pinned_path(path: str) -> Iterator[None]:
+    """Label every model call inside the block `path`, whatever the callees' `recognition_context` says."""
+    token = _PINNED.set(path)
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)
 
 
 class CountingModel:
@@ -50,22 +63,22 @@ class CountingModel:
         return getattr(self._model, name)
 
     def encode(self, *args: Any, **kwargs: Any) -> Any:
-        self._calls.labels(path=_PATH.get(), op="encode").inc()
+        self._calls.labels(path=current_path(), op="encode").inc()
         return self._model.encode(*args, **kwargs)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
-        self._calls.labels(path=_PATH.get(), op="generate").inc()
+        self._calls.labels(path=current_path(), op="generate").inc()
         if kwargs.get("sampling_temperature", 0.0) > 0.0:
-            self._calls.labels(path=_PATH.get(), op="fallback").inc()
+            self._calls.labels(path=current_path(), op="fallback").inc()
         return self._model.generate(*args, **kwargs)
 
     def align(self, *args: Any, **kwargs: Any) -> Any:
-        self._calls.labels(path=_PATH.get(), op="align").inc()
+        self._calls.labels(path=current_path(), op="align").inc()
         return self._model.align(*args, **kwargs)
 
 
 def current_path() -> str:
-    return _PATH.get()
+    return _PINNED.get() or _PATH.get()
 
 
 def current_purpose() -> str:

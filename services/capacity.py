@@ -11,8 +11,9 @@ The `LoadMeter` turns readings taken every `TICK_SECONDS` into three answers:
   drafts among waiting calls (`Priority.DRAFT`).
 - **cost per session**: CPU seconds per live audio second, measured (a moving average over
   ~`COST_SECONDS`) while the drafts are thinned to the full, since that is the regime of a full box;
-  until then the prior `session_cpu` (ADMISSION_SESSION_CPU, from `bench/capacity_bench.py`), or
-  the cost measured with fuller drafts when that is lower (thinning only lowers it).
+  until then the prior (`SessionPrior`: ADMISSION_SESSION_CPU when set, else calibrated to this
+  machine at start-up by `services/calibration.py`), or the cost measured with fuller drafts when
+  that is lower (thinning only lowers it).
 - **capacity**: the sessions that still fit, `floor(cores * cpu_target / cost) - active`, capped by
   MAX_SESSIONS, and zero while the live lag guard is tripped: worst live lag (audio waiting beyond
   the draft interval, of sessions sent at real-time pace: a burst is no sign of overload) over
@@ -42,6 +43,9 @@ _RATE_SECONDS = 2.0
 """Time constant of the CPU and audio rates that steer the draft interval."""
 _MIN_AUDIO_RATE = 0.5
 """Live audio seconds per second below which the cost is not measured (too little to tell)."""
+UNCALIBRATED_SESSION_CPU = 0.6
+"""The prior when ADMISSION_SESSION_CPU is unset and the start-up calibration has not run (or could
+not): one meeting alone on a 2-core machine about 3x slower than the one the README measures on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ class CapacityPolicy:
             by_load=settings.admission_by_load and settings.orchestrator_backend == "asyncio",
             cores=settings.admission_cpu_cores or available_cores(),
             cpu_target=settings.admission_cpu_target,
-            session_cpu=settings.admission_session_cpu,
+            session_cpu=settings.admission_session_cpu or UNCALIBRATED_SESSION_CPU,
             max_lag=settings.admission_max_lag_seconds,
             max_queue_wait=settings.admission_max_queue_wait_seconds,
             probation=settings.admission_probation_seconds,
@@ -84,6 +88,17 @@ def available_cores() -> float:
         return float(len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return float(os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPrior:
+    """The cost of a meeting planned with until it is measured, and where it came from (for /health)."""
+
+    session_cpu: float
+    source: str
+    """"ADMISSION_SESSION_CPU" (the operator's), "calibrated", "uncalibrated" or "policy" (as constructed)."""
+    reference_cpu_seconds: float | None = None
+    """The calibration's reference workload on this machine, when it ran."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +128,13 @@ class LoadMeter:
         self.queue_wait = 0.0
         self._tripped_until: float | None = None  # the guard is closed until then (None: open)
         self.live = LiveLoad()
+        self.prior = SessionPrior(policy.session_cpu, "policy")
+        """Replaced at start-up by `use_prior` (services/calibration.py `choose_prior`)."""
         self._publish(0)
+
+    def use_prior(self, prior: SessionPrior) -> None:
+        """Plan with `prior` until the cost is measured (the operator's, or calibrated to this machine)."""
+        self.prior = prior
 
     @property
     def draft_interval(self) -> float:
@@ -125,7 +146,7 @@ class LoadMeter:
         """CPU seconds one live meeting costs per audio second (measured, or the prior)."""
         if self._cost is not None:
             return self._cost
-        return min(self.policy.session_cpu, self._cost_unthinned or self.policy.session_cpu)
+        return min(self.prior.session_cpu, self._cost_unthinned or self.prior.session_cpu)
 
     @property
     def utilisation(self) -> float:
@@ -209,6 +230,9 @@ class LoadMeter:
             "by_load": self.policy.by_load,
             "cores": self.policy.cores,
             "session_cpu": round(self.session_cost, 3),
+            "session_cpu_prior": round(self.prior.session_cpu, 3),
+            "prior_source": self.prior.source,
+            "reference_cpu_seconds": None if (ref := self.prior.reference_cpu_seconds) is None else round(ref, 3),
             "utilisation": round(self.utilisation, 3),
             "live_lag_seconds": round(self.lag, 2),
             "queue_wait_seconds": round(self.queue_wait, 3),

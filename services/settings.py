@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     admission_by_load: bool = Field(True, description="Admit a meeting only when the measured load says it fits.")
     admission_cpu_cores: float = Field(0.0, ge=0.0, description="Cores to plan with; 0 = this process's CPU affinity.")
     admission_cpu_target: float = Field(0.9, gt=0.0, le=1.0, description="Share of the cores live meetings may fill.")
-    admission_session_cpu: float = Field(
-        0.6, gt=0.0, le=10.0, description="CPU-s per audio s of one live meeting until measured with drafts thinned."
+    admission_session_cpu: float | None = Field(
+        None, gt=0.0, le=10.0, description="CPU-s per audio s of a live meeting until measured; unset: calibrated."
     )
     admission_max_lag_seconds: float = Field(
         3.0, gt=0.0, description="Live audio waiting beyond the draft interval that stops admission."

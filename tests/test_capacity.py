@@ -4,6 +4,9 @@ and a real server refusing past its measured capacity."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,8 @@ from websockets.exceptions import ConnectionClosed
 from observability import Metrics
 from services.admission import SessionCounter
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
-from services.capacity import CapacityPolicy, LiveLoad, LoadMeter, Reading
+from services.calibration import prior_from_reference
+from services.capacity import CapacityPolicy, LiveLoad, LoadMeter, Reading, SessionPrior
 from services.fake_recognizer import FakeRecognizer
 from services.live_policy import LivePolicy
 from services.live_pump import LivePump
@@ -77,6 +81,22 @@ def test_the_cost_is_measured_once_drafts_are_thinned_and_sets_how_many_fit() ->
     quiet = LoadMeter(POLICY, Metrics())
     _feed(quiet, 120, cores_busy=0.4, audio_rate=4.0)  # 0.1 with full drafts: thinned can only be cheaper
     assert quiet.draft_interval == pytest.approx(0.4) and quiet.fits() == 18
+
+
+def test_the_calibrated_prior_plans_until_the_measured_cost_replaces_it() -> None:
+    meter = LoadMeter(CapacityPolicy(max_sessions=16, cores=2.0, cpu_target=0.9, session_cpu=0.6), Metrics())
+    assert meter.fits() == 3
+    meter.use_prior(SessionPrior(0.2, "calibrated", reference_cpu_seconds=0.44))
+    assert meter.fits() == 9  # floor(2 cores x 0.9 / 0.2)
+    described = meter.describe(active=0)
+    assert (described["session_cpu_prior"], described["prior_source"], described["reference_cpu_seconds"]) == (
+        0.2,
+        "calibrated",
+        0.44,
+    )
+    _feed(meter, 120, cores_busy=1.9, audio_rate=3.8)  # a full box where meetings cost 0.5 CPU-s per audio s
+    assert meter.draft_interval == pytest.approx(2.0) and meter.session_cost == pytest.approx(0.5, rel=0.05)
+    assert meter.fits() == 3 and meter.describe(active=0)["session_cpu"] == pytest.approx(0.5, rel=0.05)
 
 
 def test_the_lag_guard_closes_admission_and_reopens_only_after_probation() -> None:
@@ -192,6 +212,9 @@ async def test_a_real_server_refuses_when_the_meter_says_full_and_ready_says_so(
         assert ready.status_code == 503 and ready.json() == {"ready": False, "capacity": 0, "active_sessions": 0}
         health = await _get(base_url, "/health")
         assert health.status_code == 200 and health.json()["capacity"]["remaining"] == 0
+        capacity = health.json()["capacity"]  # the operator's prior wins: nothing calibrated
+        assert (capacity["session_cpu_prior"], capacity["prior_source"]) == (1.5, "ADMISSION_SESSION_CPU")
+        assert capacity["reference_cpu_seconds"] is None
         async with websockets.connect(ws_url(base_url)) as ws:
             error, seen = await receive_until(ws, "error")  # before any start or audio is taken
             assert not seen, "refused before the session started"
@@ -210,3 +233,18 @@ async def test_ready_answers_while_meetings_fit_and_health_shows_the_measurement
     capacity = (await _get(live_server, "/health")).json()["capacity"]
     assert capacity["by_load"] is True and capacity["cores"] >= 1 and capacity["session_cpu"] > 0
     assert capacity["remaining"] >= 1 and capacity["overloaded"] is False
+
+
+async def test_a_real_server_calibrates_its_prior_and_says_so_in_health_and_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO), run_server(make_settings(tmp_path, max_sessions=16)) as base_url:
+        capacity = (await _get(base_url, "/health")).json()["capacity"]
+    reference = capacity["reference_cpu_seconds"]
+    assert capacity["prior_source"] == "calibrated" and reference > 0
+    assert capacity["session_cpu_prior"] == pytest.approx(prior_from_reference(reference), abs=0.002)
+    assert capacity["session_cpu"] == capacity["session_cpu_prior"], "nothing measured yet: the prior plans"
+    fits = math.floor(capacity["cores"] * 0.9 / capacity["session_cpu"] + 1e-9)
+    assert capacity["remaining"] == min(16, fits)
+    ready = re.search(r"ready: .* admission prior ([0-9.]+) CPU-s per audio s \(calibrated\)", caplog.text)
+    assert ready is not None and float(ready.group(1)) == pytest.approx(capacity["session_cpu_prior"], abs=0.001)

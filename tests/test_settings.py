@@ -88,3 +88,10 @@ def test_every_setting_is_in_env_example_with_a_valid_name() -> None:
     names = {(field.alias or name).upper() for name, field in Settings.model_fields.items()}
     assert names - listed == set(), "settings missing from .env.example"
     assert listed - names == set(), "names in .env.example that are no setting"
+
+
+def test_the_admission_prior_is_calibrated_unless_the_operator_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _settings(monkeypatch).admission_session_cpu is None  # unset: calibrated at start-up
+    assert _settings(monkeypatch, ADMISSION_SESSION_CPU="0.45").admission_session_cpu == 0.45
+    with pytest.raises(ConfigurationError, match="ADMISSION_SESSION_CPU"):
+        _settings(monkeypatch, ADMISSION_SESSION_CPU="0")
