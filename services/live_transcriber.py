@@ -11,6 +11,7 @@ from observability import Metrics
 from services.asr_counters import recognition_context
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
+from services.careful_pass import CarefulPass
 from services.live_policy import CommitJob, DraftJob, LivePolicy
 from services.transcript_words import cut_index, deal_words, empty_segment, segment_of, word_key
 from services.types import SAMPLE_RATE, DraftRequest, Segment, TranscriptUpdate, Word
@@ -19,7 +20,6 @@ from services.vad import FRAME_SAMPLES, StreamingVAD
 _PRE_ROLL = int(0.2 * SAMPLE_RATE)
 _POST_ROLL = int(0.3 * SAMPLE_RATE)
 _HOLDBACK_SECONDS = 1.5
-_CUT_CONTEXT = int(1.5 * SAMPLE_RATE)
 _PROMPT_CHARS = 200
 _HYSTERESIS = 4 / 7  # speech goes on while the probability stays above this share of the threshold
 _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to noise words
@@ -44,6 +44,7 @@ class LiveTranscriber:
         self._metrics = metrics
         self._buffer = buffer
         self._vad = StreamingVAD()
+        self._careful_pass = CarefulPass(recognizer, buffer, self._skipped_speech)
         self._threshold = policy.vad_threshold
         self._min_silence = int(policy.min_silence * SAMPLE_RATE)
         self._commit_silence = int(policy.commit_silence * SAMPLE_RATE)
@@ -209,52 +210,11 @@ class LiveTranscriber:
         self._draft_start = max(self._draft_start, end)
 
     def _careful(self, start: int, end: int, *, whole: bool = True) -> list[Segment]:
-        """Careful segments for [start, end); speech Whisper skipped is decoded once more on its own.
-
-        Whisper sometimes skips the opening of a window that starts mid-phrase, and stops early
-        after a change of speaker or at a sentence it judges unfinished; it then returns nothing for
-        that audio. The skipped opening is always recovered; the skipped end only when `whole`
-        (a long utterance's open tail stays open instead).
-        """
-        segments = self._transcribe_after_cut(start, end)
-        if not segments:
-            return segments
-        opening = int(segments[0].start * SAMPLE_RATE)
-        if self._skipped_speech(start, opening):
-            with recognition_context(purpose="opening"):
-                segments = self._transcribe(start, opening, self._prompt()) + segments
-        covered = int(segments[-1].end * SAMPLE_RATE)
-        if whole and self._skipped_speech(covered, end):
-            with recognition_context(purpose="tail"):  # unprompted, as faster-whisper's own next window
-                segments += self._transcribe(covered, end, "")
-        return segments
-
-    def _transcribe_after_cut(self, start: int, end: int) -> list[Segment]:
-        """Transcribe [start, end); after a forced cut, with a second of the committed audio before it.
-
-        A window that starts mid-phrase makes Whisper skip its first words; with the audio before
-        the cut as context it hears the phrase whole, and the words before the cut are dropped.
-        """
-        if start != self._cut_at:
-            return self._transcribe(start, end, self._prompt())
-        context = max(0, start - _CUT_CONTEXT)
-        with recognition_context(purpose="cut_context"):
-            segments = self._transcribe(context, end, "")
-        cut = start / SAMPLE_RATE
-        last_committed = (
-            word_key(self.committed[-1].words[-1].text) if self.committed and self.committed[-1].words else ""
-        )
-        kept: list[Segment] = []
-        for segment in segments:
-            words = [word for word in segment.words if word.end > cut]
-            if not kept and words and words[0].start < cut and word_key(words[0].text) == last_committed:
-                words = words[1:]  # the committed head's last word, heard again across the cut
-            if words:
-                kept.append(segment_of(words))
-        return kept
-
-    def _transcribe(self, start: int, end: int, prompt: str) -> list[Segment]:
-        return self._recognizer.transcribe(self._buffer.read(start, end), start / SAMPLE_RATE, prompt)
+        cut_word = None
+        if start == self._cut_at:
+            last = self.committed[-1].words[-1].text if self.committed and self.committed[-1].words else ""
+            cut_word = word_key(last)
+        return self._careful_pass.segments(start, end, prompt=self._prompt(), cut_word=cut_word, whole=whole)
 
     def _skipped_speech(self, start: int, end: int) -> bool:
         """Whether [start, end) is at least a second long and the VAD heard speech in it."""
