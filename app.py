@@ -237,6 +237,11 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
     busy = state.sessions.admit()  # the count and the measured load (services/capacity.py)
+    session_id = uuid.uuid4().hex[:12]
+    if busy is None and isinstance(state.services.pipeline, RemotePipeline):
+        busy = await state.services.pipeline.reserve(session_id)  # a worker slot, atomically across gateways
+        if busy is not None:
+            state.sessions.release()
     if busy is not None:
         state.metrics.sessions_refused.labels(reason=busy.reason).inc()
         logger.info("session refused: %s (%d active)", busy.reason, state.sessions.active)
@@ -244,7 +249,7 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
     services = state.services
-    session = RecordingSession(websocket, uuid.uuid4().hex[:12], services.pipeline, state.limits, services.resumes)
+    session = RecordingSession(websocket, session_id, services.pipeline, state.limits, services.resumes)
     logger.info("session %s opened", session.id)
     try:
         await session.run()

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from services.audio_buffer import AudioCipher
 from services.redis_backend import streams
 from services.redis_backend.relay import RelayBuffer, RemotePump
+from services.redis_backend.reservations import RESERVATIONS, Reservations
 from services.redis_backend.streams import MeetingJob
 from services.redis_backend.worker_session import ResultPublisher
 from services.types import Segment, TranscriptUpdate
@@ -35,7 +36,8 @@ def _update(segment_id: int, text: str) -> TranscriptUpdate:
 async def test_relay_writes_sealed_audio_one_job_and_the_stop_marker(redis: Redis) -> None:
     key = Fernet.generate_key().decode()
     buffer = RelayBuffer(AudioCipher(key))
-    pump = RemotePump(redis, "s1", buffer, lambda update, lag: None)
+    reservations = Reservations(redis)
+    pump = RemotePump(redis, "s1", buffer, lambda update, lag: None, reservations)
     pump.job = MeetingJob("s1", "Weekly", 1_700_000_000.0)
     pcm = (np.arange(16_000 * 25) % 2000 - 1000).astype(np.int16)  # 25 s: split into entries of 10 s
     buffer.append(pcm)
@@ -54,15 +56,19 @@ async def test_relay_writes_sealed_audio_one_job_and_the_stop_marker(redis: Redi
     assert entries[-1][1][streams.END] == b"stop"
     jobs = await redis.xrange(streams.JOBS)
     assert [MeetingJob.from_fields(fields) for _, fields in jobs] == [pump.job]
+    assert await redis.zscore(RESERVATIONS, "s1") is not None, "a queued job holds a worker slot"
     await ResultPublisher(redis, "s1", 1).close(streams.FINAL, {"type": "final", "session_id": "s1"})
     assert (await finishing)["session_id"] == "s1"
+    assert reservations.held == set(), "a worker's result: its report counts the meeting now"
     await pump.aclose()
 
 
 async def test_results_of_an_older_epoch_and_repeats_are_dropped(redis: Redis) -> None:
     shown: list[tuple[int, str]] = []
     buffer = RelayBuffer(AudioCipher(None))
-    pump = RemotePump(redis, "s2", buffer, lambda update, lag: shown.append((update.segment_id, update.segment.text)))
+    pump = RemotePump(
+        redis, "s2", buffer, lambda u, lag: shown.append((u.segment_id, u.segment.text)), Reservations(redis)
+    )
     buffer.append(np.ones(1600, dtype=np.int16))
     pump.notify()  # queues the job and starts reading results
 
@@ -89,3 +95,12 @@ async def test_results_of_an_older_epoch_and_repeats_are_dropped(redis: Redis) -
     assert statuses == [{"type": "status", "status": "transcribing"}]
     assert [(update.segment_id, update.segment.text) for update in pump.listen(lambda u, lag: None)] == shown
     await pump.aclose()
+
+
+async def test_a_session_closed_before_its_audio_gives_its_worker_slot_back(redis: Redis) -> None:
+    reservations = Reservations(redis)
+    assert await reservations.reserve("s3", checked=False)  # admitted (no worker publishes room here)
+    pump = RemotePump(redis, "s3", RelayBuffer(AudioCipher(None)), lambda u, lag: None, reservations)
+    pump.cancel()  # the client left before sending audio
+    await reservations.aclose()
+    assert await redis.zscore(RESERVATIONS, "s3") is None and not await redis.exists(streams.JOBS)

@@ -146,7 +146,7 @@ class JobConsumer:
         except RedisError as exc:
             logger.warning("session %s: taking it failed (it stays pending): %s", sid, exc)
             return
-        await self.load.publish()  # the gateways count this meeting here from their next read
+        await self.load.publish(taken=sid)  # counted by this report from now on, no longer by its reservation
         if taken_over:
             self._metrics.session_takeovers.inc()
             logger.warning("session %s taken over from a worker that stopped (epoch %d)", sid, epoch)

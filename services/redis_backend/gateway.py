@@ -4,6 +4,7 @@ Sessions, resumes and uploads use it exactly as they use the in-process pipeline
 gives parts whose buffer and pump relay to Redis (`relay.py`), `list_meeting` stores the meeting
 (the gateway owns the listing; the worker stores the final), `submit` runs the after-stop wait as
 a task of this gateway, and `finish` sends the stop marker and returns the worker's final.
+`reserve` takes a new meeting's worker slot in Redis, atomically across gateways (`reservations.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from observability import Metrics
+from services.admission import Busy
 from services.audio_buffer import AudioCipher
 from services.errors import ConfigurationError
 from services.live_pump import Emit
@@ -31,6 +32,7 @@ from services.recording import FinishedRecording, SessionParts
 from services.redis_backend import streams
 from services.redis_backend.fleet import FleetLoad, gateway_policy
 from services.redis_backend.relay import RelayBuffer, RemoteMeetingError, RemotePump
+from services.redis_backend.reservations import Reservations
 from services.redis_backend.streams import MeetingJob
 from services.settings import Settings
 from services.stored_meeting import MeetingSource, MeetingStatus
@@ -54,20 +56,28 @@ class RemotePipeline:
         self._cipher = cipher
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
-        self._pumps: weakref.WeakSet[RemotePump] = weakref.WeakSet()
-        self.fleet = FleetLoad(redis, gateway_policy(settings), metrics, self.unseen)
+        self.fleet = FleetLoad(redis, gateway_policy(settings), metrics)
         """The workers' headroom, which admission asks in Redis mode (`fleet.py`)."""
+        self.reservations = Reservations(redis)
+        """This gateway's meetings that hold a worker slot no worker has taken yet."""
 
     def open_session(self, session_id: str, emit: Emit) -> SessionParts:
         buffer = RelayBuffer(self._cipher)
-        pump = RemotePump(self._redis, session_id, buffer, emit)
-        self._pumps.add(pump)
+        pump = RemotePump(self._redis, session_id, buffer, emit, self.reservations)
         return SessionParts(buffer, pump, None, Urgency())  # type: ignore[arg-type]  # same surface
 
-    def unseen(self, read_at: float | None) -> int:
-        """This gateway's open sessions that no worker had taken when a snapshot read at `read_at` began:
-        admitted, but in no worker's report of that snapshot yet."""
-        return sum(1 for pump in self._pumps if pump.open and (read_at is None or not pump.taken_before(read_at)))
+    async def reserve(self, session_id: str) -> Busy | None:
+        """Take one of the live workers' slots for a new meeting, atomically across gateways; why not
+        when none is left (or Redis cannot be asked). Without ADMISSION_BY_LOAD nothing is reserved."""
+        policy = self.fleet.policy
+        if not policy.by_load:
+            return None
+        try:
+            if await self.reservations.reserve(session_id):
+                return None
+        except RedisError as exc:
+            logger.warning("session %s: reserving a worker slot failed: %s", session_id, exc)
+        return Busy("overloaded" if self.fleet.overloaded() else "capacity", policy.retry_after)
 
     def list_meeting(
         self,
@@ -159,9 +169,12 @@ async def open_remote_pipeline(
     redis = await connect_checked(settings)
     stack.push_async_callback(redis.aclose)
     pipeline = RemotePipeline(metrics=metrics, redis=redis, store=store, cipher=cipher, settings=settings)
+    stack.push_async_callback(pipeline.reservations.aclose)  # after the drain: what no worker took is freed
     stack.push_async_callback(pipeline.drain)
     await pipeline.fleet.refresh()  # the first admission already knows the workers
     stack.push_async_callback(cancel_and_wait, asyncio.create_task(pipeline.fleet.run(), name="fleet-load"))
+    renewing = asyncio.create_task(pipeline.reservations.run(), name="reservations")
+    stack.push_async_callback(cancel_and_wait, renewing)
     return pipeline
 
 

@@ -6,7 +6,9 @@ has added it to the meeting's audio stream; the gateway holds no audio beyond th
 `RemotePump` stands where the `LivePump` stands: `notify()` wakes the forwarder, the first
 forward queues the meeting's job, and a reader hands the worker's updates to the session's
 `emit` (a result of an older epoch, or an update that repeats what was sent, is dropped: a
-worker that took the meeting over sends its transcript again).
+worker that took the meeting over sends its transcript again). Until a worker takes the meeting,
+it holds a reservation of a worker slot (`reservations.py`): taken at admission, or when its job
+is queued; given back if the session ends first.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from services.audio_buffer import AudioCipher
 from services.errors import MeetingAssistantError
 from services.live_pump import Emit
 from services.redis_backend import streams
+from services.redis_backend.reservations import Reservations
 from services.redis_backend.streams import MeetingJob
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, Segment, TranscriptUpdate
@@ -81,9 +84,12 @@ class RelayBuffer:
 class RemotePump:
     """Forwards one session's audio to Redis and brings its transcript back."""
 
-    def __init__(self, redis: Redis, session_id: str, buffer: RelayBuffer, emit: Emit) -> None:
+    def __init__(
+        self, redis: Redis, session_id: str, buffer: RelayBuffer, emit: Emit, reservations: Reservations
+    ) -> None:
         self._redis = redis
         self._id = session_id
+        self._reservations = reservations
         self._buffer = buffer
         self._emit = emit
         self._send: Send | None = None
@@ -96,7 +102,6 @@ class RemotePump:
         self._forwarder: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._epoch = 0
-        self._taken_at: float | None = None  # monotonic time of the first entry from a worker
         self.open = True
         """False once the session ended (its final came, or it was dropped)."""
         self._latest: dict[int, tuple[dict[str, Any], TranscriptUpdate]] = {}
@@ -118,13 +123,10 @@ class RemotePump:
         self._emit = emit
         return [self._latest[segment_id][1] for segment_id in sorted(self._latest)]
 
-    def taken_before(self, moment: float) -> bool:
-        """Whether a worker had taken the meeting before `moment` (monotonic): its reports count it."""
-        return self._taken_at is not None and self._taken_at < moment
-
     def cancel(self) -> None:
         """The session ends without a final: a queued meeting is dropped by its worker too."""
         self.open = False
+        self._reservations.release(self._id)
         if self._queued and self._ending is None:
             self._end(b"cancel")
         else:
@@ -174,6 +176,8 @@ class RemotePump:
     async def _write(self, chunks: list[tuple[bytes, int]], ending: bytes | None) -> None:
         if not self._queued and not chunks and ending != b"stop":
             return  # nothing was ever sent: no worker needs to hear of it
+        if not self._queued and self._id not in self._reservations.held:  # an upload: counted while it waits
+            await self._reservations.reserve(self._id, checked=False)
         key = streams.audio_key(self._id)
         async with self._redis.pipeline(transaction=False) as pipe:
             for chunk, samples in chunks:
@@ -214,8 +218,7 @@ class RemotePump:
         if epoch < self._epoch:
             return  # a worker that lost the meeting, still talking
         self._epoch = epoch
-        if self._taken_at is None:
-            self._taken_at = time.monotonic()
+        self._reservations.forget(self._id)  # a worker took it: its report counts the meeting now
         kind, body = fields.get(streams.KIND), json.loads(fields.get(streams.BODY, b"{}"))
         if kind == streams.UPDATE:
             self._on_update(body)
@@ -240,6 +243,7 @@ class RemotePump:
     async def aclose(self) -> None:
         """Stop the forwarder and the reader (after the final, or when dropped)."""
         self.open = False
+        self._reservations.release(self._id)
         for task in (self._forwarder, self._reader):
             if task is not None:
                 await cancel_and_wait(task)
