@@ -178,7 +178,7 @@ class JobConsumer:
                 if job is not None:
                     sid = job.session_id
                     pipe.set(streams.done_key(sid), b"1", ex=streams.DONE_TTL_SECONDS)
-                    pipe.delete(streams.audio_key(sid), streams.epoch_key(sid))
+                    pipe.delete(streams.audio_key(sid), streams.epoch_key(sid), streams.hooks_key(sid))
                     pipe.expire(streams.results_key(sid), streams.RESULTS_TTL_SECONDS)
                 pipe.xack(streams.JOBS, streams.GROUP, entry_id)
                 pipe.xdel(streams.JOBS, entry_id)

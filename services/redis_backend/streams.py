@@ -5,7 +5,9 @@ Every value is bytes (`decode_responses=False`): audio entries carry Fernet toke
 - `JOBS` (`ma:jobs`): one entry per meeting, read by the consumer group `GROUP`.
 - `audio_key(id)`: the meeting's audio, one sealed chunk per entry, then one end marker.
 - `results_key(id)`: what the worker holding the meeting sends its gateway, epoch-stamped.
-- `lease_key(id)`, `epoch_key(id)`, `done_key(id)`: who holds it, how often it was taken, finished.
+- `lease_key(id)`, `epoch_key(id)`, `done_key(id)`: who holds it, how often it was taken, finished
+  (set with its final, in one transaction).
+- `hooks_key(id)`: its after-stop hooks have started (set before they run: they run once per meeting).
 - `WORKERS` and `load_key(worker)`: the live workers and each one's load report (a hash with a TTL).
 """
 
@@ -64,6 +66,10 @@ def epoch_key(session_id: str) -> str:
 
 def done_key(session_id: str) -> str:
     return f"ma:done:{session_id}"
+
+
+def hooks_key(session_id: str) -> str:
+    return f"ma:hooks:{session_id}"
 
 
 def load_key(worker: str) -> str:
