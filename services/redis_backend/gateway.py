@@ -178,15 +178,16 @@ async def open_remote_pipeline(
     return pipeline
 
 
-async def connect_checked(settings: Settings) -> Redis:
-    """A Redis client that answered a PING, with the jobs group in place.
+async def connect_checked(settings: Settings, client_name: str | None = None) -> Redis:
+    """A Redis client that answered a PING, with the jobs group in place (connections named
+    `client_name`: a worker's, see `liveness.py`).
 
     Raises:
         ConfigurationError: `REDIS_URL` is unset or the server cannot be reached.
     """
     if settings.redis_url is None:
         raise ConfigurationError("REDIS_URL is required with ORCHESTRATOR_BACKEND=redis")
-    redis = streams.connect(settings.redis_url.get_secret_value())
+    redis = streams.connect(settings.redis_url.get_secret_value(), client_name)
     try:
         await redis.ping()
         await streams.ensure_group(redis)

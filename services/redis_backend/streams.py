@@ -114,9 +114,12 @@ class MeetingJob:
             raise ValueError(f"not a meeting job: {exc}") from exc
 
 
-def connect(url: str) -> Redis:
-    """A client for `REDIS_URL` (a connection pool; blocking reads each hold one connection)."""
-    return Redis.from_url(url, decode_responses=False, health_check_interval=30)
+def connect(url: str, client_name: str | None = None) -> Redis:
+    """A client for `REDIS_URL` (a connection pool; blocking reads each hold one connection).
+
+    A worker names its connections after itself (its consumer name), so the other workers can
+    tell when it is gone (`liveness.py`)."""
+    return Redis.from_url(url, decode_responses=False, health_check_interval=30, client_name=client_name)
 
 
 async def ensure_group(redis: Redis) -> None:
