@@ -4,7 +4,8 @@ Against a real redis-server: what `committed_so_far` reads from a results stream
 accepted it: older epochs' late entries void, drafts told apart, word times kept), page by page
 (a four-hour meeting's results are never one reply; no entry lost or read twice at a page's edge). With the real
 tiny.en model on the scripted meeting: a transcriber that dies mid-meeting, and one that takes over
-from what the first published: the committed segments are neither sent again nor re-transcribed
+from what the first published: it drafts the speech since the last committed word at once (then
+commits in that draft's place), the committed segments are neither sent again nor re-transcribed
 (no segment of the new one overlaps them), and no scripted turn is lost.
 """
 
@@ -189,7 +190,14 @@ async def test_a_takeover_sends_no_committed_text_again_and_loses_no_turn(
     live = LiveTranscriber(recognizer, buffer, LivePolicy())
     live.resume_after(committed.segments, committed.next_id)
     buffer.append(pcm[:killed])  # the stored audio arrives at once, then the meeting goes on
-    updates = _steps(live, buffer, pcm[killed:]) + live.finish()
+    backlog = live.draft_backlog()  # shown again at once, as a draft
+    updates = backlog + _steps(live, buffer, pcm[killed:]) + live.finish()
+
+    assert [(u.segment_id, u.committed, bool(u.segment.text)) for u in backlog] == [(committed.next_id, False, True)]
+    assert backlog[0].segment.start >= committed.until - 0.3
+    assert any(u.segment_id == committed.next_id and u.committed and u.segment.text for u in updates), (
+        "the careful pass commits in the backlog draft's place"
+    )
 
     assert [s.text for s in committed.segments] == list(committed_before.values())
     assert all(u.segment_id >= committed.next_id for u in updates), "no id the client holds is reused"
