@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 
 from services.audio_buffer import AudioCipher
 from services.redis_backend import streams
-from services.redis_backend.relay import RelayBuffer, RemotePump
+from services.redis_backend.relay import RemotePump
+from services.redis_backend.relay_buffer import RelayBuffer
 from services.redis_backend.reservations import RESERVATIONS, Reservations
 from services.redis_backend.streams import MeetingJob
 from services.redis_backend.worker_session import ResultPublisher

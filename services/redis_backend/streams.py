@@ -8,6 +8,7 @@ Every value is bytes (`decode_responses=False`): audio entries carry Fernet toke
 - `lease_key(id)`, `epoch_key(id)`, `done_key(id)`: who holds it, how often it was taken, finished
   (set with its final, in one transaction).
 - `hooks_key(id)`: its after-stop hooks have started (set before they run: they run once per meeting).
+- `handoff_key(id)`: a dropped recording a gateway offers to whichever gateway its client resumes on.
 - `WORKERS` and `load_key(worker)`: the live workers and each one's load report (a hash with a TTL).
 """
 
@@ -43,6 +44,7 @@ BODY = b"m"
 WORDS = b"w"  # a committed update's word times (JSON), for a worker that takes the meeting over
 UPDATE, SEND, FINAL, FAILED = b"u", b"s", b"f", b"x"
 TAKEN = b"t"  # a worker took the meeting at this epoch: older epochs' later entries are void
+LET_GO = b"g"  # a gateway asks the gateway holding the session to let it go (its client resumed there)
 
 WORKERS = "ma:workers"
 """A set of worker names that published a load report; a name whose report expired is pruned."""
@@ -70,6 +72,10 @@ def done_key(session_id: str) -> str:
 
 def hooks_key(session_id: str) -> str:
     return f"ma:hooks:{session_id}"
+
+
+def handoff_key(session_id: str) -> str:
+    return f"ma:handoff:{session_id}"
 
 
 def load_key(worker: str) -> str:
