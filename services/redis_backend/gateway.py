@@ -91,7 +91,10 @@ class RemotePipeline:
         try:
             if not await self._redis.exists(streams.audio_key(session_id), streams.handoff_key(session_id)):
                 return None  # unknown (or finished): no gateway relays it
-            await self._redis.xadd(streams.results_key(session_id), {streams.KIND: streams.LET_GO})
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(streams.results_key(session_id), {streams.KIND: streams.LET_GO})
+                pipe.expire(streams.results_key(session_id), streams.STREAM_TTL_SECONDS)
+                await pipe.execute()
             offer = await self._redis.blpop([streams.handoff_key(session_id)], timeout=HANDOFF_WAIT_SECONDS)
             if offer is None:
                 return None
