@@ -105,3 +105,23 @@ async def test_a_session_closed_before_its_audio_gives_its_worker_slot_back(redi
     pump.cancel()  # the client left before sending audio
     await reservations.aclose()
     assert await redis.zscore(RESERVATIONS, "s3") is None and not await redis.exists(streams.JOBS)
+
+
+async def test_only_the_relay_that_stopped_the_meeting_removes_its_results(redis: Redis) -> None:
+    """A relay the session moved away from (its client resumed on another gateway) still reads the
+    results until its grace ends: it must leave the stream to the relay that sent the stop."""
+    reservations = Reservations(redis)
+    left_behind = RemotePump(redis, "s4", RelayBuffer(AudioCipher(None)), lambda u, lag: None, reservations)
+    await left_behind.adopt(0)  # reading the results, as the relay on the old gateway still does
+    await ResultPublisher(redis, "s4", 1).close(streams.FINAL, {"type": "final", "session_id": "s4"})
+    async with asyncio.timeout(30):
+        await left_behind.final
+        assert left_behind._reader is not None
+        await left_behind._reader  # its reading is over
+        assert await redis.exists(streams.results_key("s4")), "left for the relay that stopped the meeting"
+        moved = RemotePump(redis, "s4", RelayBuffer(AudioCipher(None)), lambda u, lag: None, reservations)
+        await moved.adopt(0)
+        assert (await moved.finish(lambda message: None))["session_id"] == "s4"
+        await moved.aclose()
+    assert not await redis.exists(streams.results_key("s4")), "removed by the relay that stopped it"
+    await left_behind.aclose()

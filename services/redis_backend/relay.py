@@ -31,7 +31,7 @@ from services.redis_backend.relay_buffer import RelayBuffer
 from services.redis_backend.reservations import Reservations
 from services.redis_backend.streams import MeetingJob
 from services.redis_backend.takeover import RESULTS_PAGE
-from services.tasks import cancel_and_wait
+from services.tasks import cancel_and_wait, raise_if_cancelled
 from services.types import Segment, TranscriptUpdate
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class RemotePump:
             ending = self._ending
             chunks = self._buffer.take()
             while True:
+                raise_if_cancelled()
                 try:
                     await self._write(chunks, ending)
                     self._written += sum(samples for _, samples in chunks)
@@ -198,6 +199,7 @@ class RemotePump:
     async def _read_results(self, last: bytes = b"0") -> None:
         key = streams.results_key(self._id)
         while not self.final.done():
+            raise_if_cancelled()
             try:
                 reply = await self._redis.xread({key: last}, count=100, block=READ_BLOCK_MS)
             except RedisError as exc:
@@ -211,8 +213,9 @@ class RemotePump:
                 for entry_id, fields in entries:
                     last = entry_id
                     self._on_result(fields)
-        with contextlib.suppress(RedisError):
-            await self._redis.delete(key)
+        if self._ending == b"stop":  # only the relay that finished it: a relay it moved from reads on till then
+            with contextlib.suppress(RedisError):
+                await self._redis.delete(key)
 
     def _on_result(self, fields: dict[bytes, bytes], *, live: bool = True) -> None:
         if fields.get(streams.KIND) == streams.LET_GO:  # a gateway's, not a worker's
