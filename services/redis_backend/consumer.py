@@ -27,7 +27,7 @@ from services.redis_backend.lease import Lease
 from services.redis_backend.liveness import OrphanFinder
 from services.redis_backend.streams import MeetingJob
 from services.redis_backend.worker_session import WorkerContext, serve_meeting
-from services.tasks import cancel_and_wait
+from services.tasks import cancel_and_wait, raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class JobConsumer:
         logger.info("worker %s taking meetings (up to %d at a time)", self.name, self._max)
         try:
             while not stopping.is_set():
+                raise_if_cancelled()
                 if self.free_slots <= 0:
                     self._slot_freed.clear()
                     await _wait(self._slot_freed, READ_BLOCK_MS / 1000)
@@ -99,6 +100,7 @@ class JobConsumer:
 
     async def _claim_loop(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(min(CLAIM_SECONDS, self._lease_seconds / 4))
             try:
                 await self._publish_depth()

@@ -33,6 +33,7 @@ from services.capacity import CapacityPolicy, LoadMeter
 from services.redis_backend import streams
 from services.redis_backend.reservations import RESERVATIONS, live_reservations
 from services.settings import Settings
+from services.tasks import raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class WorkerLoad:
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelled()
             await self.publish()
             await asyncio.sleep(REPORT_SECONDS)
 
@@ -204,6 +206,7 @@ class FleetLoad:
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelled()
             await self.refresh()
             await asyncio.sleep(POLL_SECONDS)
 

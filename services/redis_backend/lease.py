@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.redis_backend import streams
+from services.tasks import raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Lease:
             LeaseLost: another worker took the meeting.
         """
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self._ms / 3000)
             try:
                 renewed = await self._redis.eval(_RENEW, 1, self._key, self._holder, self._ms)

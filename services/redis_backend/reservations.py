@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.redis_backend import streams
+from services.tasks import raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class Reservations:
     async def run(self) -> None:
         """Renew every third of the TTL until cancelled."""
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self._ttl_ms / 3000)
             try:
                 await self.renew()

@@ -31,6 +31,7 @@ from services.redis_backend import streams
 from services.redis_backend.streams import MeetingJob
 from services.redis_backend.takeover import Committed, clear_drafts, committed_so_far, seed, words_field
 from services.stored_meeting import MeetingSource
+from services.tasks import raise_if_cancelled
 from services.types import TranscriptUpdate
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class ResultPublisher:
             if words is not None:
                 fields[streams.WORDS] = words
             while True:
+                raise_if_cancelled()
                 try:
                     async with self._redis.pipeline(transaction=True) as pipe:
                         pipe.xadd(self._key, fields)  # type: ignore[arg-type]
@@ -132,6 +134,7 @@ async def serve_meeting(job: MeetingJob, context: WorkerContext, epoch: int) -> 
 async def _committed_before(session_id: str, redis: Redis, publisher: ResultPublisher) -> Committed:
     """Mark this epoch, then read what earlier workers committed (nothing on a first take)."""
     while True:
+        raise_if_cancelled()
         try:
             mark = await publisher.mark_taken()
             return await committed_so_far(redis, session_id, mark)
@@ -203,6 +206,7 @@ async def _feed_audio(session_id: str, context: WorkerContext, parts: SessionPar
     key, last = streams.audio_key(session_id), b"0"
     heard_at = time.monotonic()
     while True:
+        raise_if_cancelled()
         try:
             reply = await context.redis.xread({key: last}, count=500, block=READ_BLOCK_MS)
         except RedisError as exc:
