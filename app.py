@@ -46,7 +46,8 @@ from services.pipeline import MeetingPipeline
 from services.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, server_error
 from services.recovery import AudioUpkeep
 from services.redis_backend.gateway import RemotePipeline, open_remote_pipeline
-from services.resume import ResumeRegistry
+from services.redis_backend.resumes import RemoteResumes
+from services.resume import ParkedRecording, ResumeRegistry
 from services.session import RecordingSession
 from services.setting_names import unknown_setting_warnings
 from services.settings import Settings, get_settings
@@ -162,11 +163,14 @@ async def open_services(
     )
     if gateway:
         pipeline = await open_remote_pipeline(settings, metrics, store, cipher, stack)
-    resumes = ResumeRegistry(
-        settings.resume_grace_seconds,
-        lambda parked: pipeline.finish_unheard(parked.session_id, parked.title, parked.started_at, parked.parts),
-    )
-    stack.callback(resumes.expire_all)  # before the drain: recordings waiting for their client are finished
+
+    def finish(parked: ParkedRecording) -> None:
+        pipeline.finish_unheard(parked.session_id, parked.title, parked.started_at, parked.parts)
+
+    resumes = ResumeRegistry(settings.resume_grace_seconds, finish)
+    if isinstance(pipeline, RemotePipeline):  # a dropped recording can be resumed on any gateway
+        resumes = RemoteResumes(settings.resume_grace_seconds, finish, pipeline)
+    stack.push_async_callback(resumes.aclose)  # before the drain: recordings waiting for their client are finished
     if spools is not None:
         upkeep = AudioUpkeep(  # meetings a killed process left unfinished; audio retention (services/recovery.py)
             spools=spools,
@@ -245,6 +249,11 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
     busy = state.sessions.admit()  # the count and the measured load (services/capacity.py)
+    session_id = uuid.uuid4().hex[:12]
+    if busy is None and isinstance(state.services.pipeline, RemotePipeline):
+        busy = await state.services.pipeline.reserve(session_id)  # a worker slot, atomically across gateways
+        if busy is not None:
+            state.sessions.release()
     if busy is not None:
         state.metrics.sessions_refused.labels(reason=busy.reason).inc()
         logger.info("session refused: %s (%d active)", busy.reason, state.sessions.active)
@@ -252,7 +261,7 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
     services = state.services
-    session = RecordingSession(websocket, uuid.uuid4().hex[:12], services.pipeline, state.limits, services.resumes)
+    session = RecordingSession(websocket, session_id, services.pipeline, state.limits, services.resumes)
     logger.info("session %s opened", session.id)
     try:
         await session.run()

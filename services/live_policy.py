@@ -69,5 +69,5 @@ class DraftJob:
     segment_id: int | None  # the utterance's id once it has a draft on screen
     start: int
     end: int
-    onset: int  # where the VAD heard the utterance begin (for the onset-delay metric)
+    onset: int | None  # where the VAD heard the utterance begin (onset-delay metric); None: a takeover's backlog
     request: DraftRequest

@@ -93,6 +93,7 @@ class LivePump:
         self._loop_task: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
         self._latest: dict[int, TranscriptUpdate] = {}  # each segment as last sent, for a resumed client
+        self._backlog = False  # a takeover's first step drafts what came since the committed text
 
     @property
     def committed(self) -> list[Segment]:
@@ -126,8 +127,10 @@ class LivePump:
         return self._buffer.samples - self._drafted_at >= interval
 
     def resume_after(self, committed: list[Segment], next_id: int) -> None:
-        """Start after a transcript committed elsewhere (a takeover); call before `start`."""
+        """Start after a transcript committed elsewhere (a takeover); call before `start`. The first
+        step drafts the audio received since then at once, at the priority of committed text."""
         self._transcriber.resume_after(committed, next_id)
+        self._backlog = True
 
     def start(self) -> None:
         self._running = True
@@ -186,6 +189,9 @@ class LivePump:
                 continue
             try:
                 self._metrics.jobs_total.labels(stage="asr_live").inc()
+                if self._backlog:
+                    self._backlog = False
+                    await self._advance(self._transcriber.draft_backlog)
                 if self._may_draft():
                     self._drafted_at = self._buffer.samples
                     await self._draft_step()

@@ -28,6 +28,7 @@ _DRAFT_SPACING = 0.1
 # A draft that read exactly like the one before pushes the next one back by this much audio per repeat.
 _STABLE_BACKOFF = int(0.4 * SAMPLE_RATE)
 _MAX_STABLE = 2
+_MAX_BACKLOG_DRAFT = 25 * SAMPLE_RATE  # a draft decodes one 30 s window
 
 
 class LiveTranscriber:
@@ -78,6 +79,22 @@ class LiveTranscriber:
             until = int(max(segment.end for segment in committed) * SAMPLE_RATE)
             self._commit_start = self._draft_start = self._drafted_until = until
             self._cut_at = until  # a window from here may start mid-word: heard with context, no word twice
+
+    def draft_backlog(self) -> list[TranscriptUpdate]:
+        """A takeover's first step, the stored audio in: one draft of the speech after the committed text,
+        shown within a draft's time, not after a careful pass over it all (which the next `advance`
+        stages, to commit in this draft's place)."""
+        now = self._buffer.samples
+        self._vad.feed(self._buffer.read(self._vad_fed, now))
+        self._vad_fed = self.processed_samples = now
+        span = self._speech_span(self._commit_start, self._vad.frames * FRAME_SAMPLES)
+        if span is None or span[1] - span[0] < _MIN_DRAFT_SPEECH:
+            return []
+        start = max(self._commit_start, span[0] - _PRE_ROLL)
+        self._drafted_until, self._drafted_at = span[1], now
+        end = min(now, span[1] + _POST_ROLL, start + _MAX_BACKLOG_DRAFT)
+        request = DraftRequest(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
+        return self._show_draft(DraftJob(self._draft_id, start, end, None, request), self.decode_draft(request))
 
     def advance(self, *, draft: bool = True) -> list[TranscriptUpdate]:
         """`step`, then the draft it found due, decoded here: draft or freeze, and stage (not run) a
@@ -193,7 +210,7 @@ class LiveTranscriber:
         if not text and self._draft_id is None:
             return []
         if self._draft_id is None:
-            if self._metrics is not None:  # how late the utterance's first words show, in audio time
+            if self._metrics is not None and job.onset is not None:  # how late the first words show, in audio time
                 self._metrics.vad_onset_delay.observe((job.end - job.onset) / SAMPLE_RATE)
             self._draft_id = self._new_id()
             self._pending.append((self._draft_id, job.start / SAMPLE_RATE))

@@ -259,7 +259,7 @@ class MeetingPipeline:
             provider=provider,
             errors=errors,
         )
-        errors.extend(await timed(timings, "workflows", self._workflows.run(record)))
+        await self._run_hooks(recording, record, timings)
         timings["stop_to_final"] = time.perf_counter() - recording.stopped_at
         if recording.source is MeetingSource.LIVE and not recording.recovered:  # not a live latency
             self.metrics.end_to_end_latency.observe(timings["stop_to_final"])
@@ -279,6 +279,13 @@ class MeetingPipeline:
             recording.parts.meeting_stored()
         send(notice("done", session_id))
         return final
+
+    async def _run_hooks(self, recording: FinishedRecording, record: MeetingRecord, timings: dict[str, float]) -> None:
+        """The hooks (Slack, audit log, TTS), once per meeting: their failures go to `record.errors`."""
+        if recording.hooks_once is not None and not await recording.hooks_once():
+            logger.warning("session %s: its hooks already ran on a worker that stopped; not again", record.session_id)
+            return
+        record.errors.extend(await timed(timings, "workflows", self._workflows.run(record)))
 
 
 def _nobody(message: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from services.audio_buffer import SecureAudioBuffer
@@ -74,3 +75,6 @@ class FinishedRecording:
     """`upload` for a recording posted to /api/meetings (stored as such, not in the live stop -> final)."""
     recovered: bool = False
     """Finished at start-up from the spool of a process that died (stored as `recovered`)."""
+    hooks_once: Callable[[], Awaitable[bool]] | None = None
+    """Asked right before the after-stop hooks run: False when they already ran for this meeting
+    (a Redis-mode worker that died after them; its successor finishes the meeting again). None: run."""

@@ -69,6 +69,15 @@ class ResumeRegistry:
         timer.cancel()
         return parked
 
+    async def claim_anywhere(self, session_id: str) -> ParkedRecording | None:
+        """`claim`, from wherever the recording waits: here, this process. (In Redis mode a recording
+        may wait on another gateway: `services/redis_backend/resumes.py`.)"""
+        return self.claim(session_id)
+
+    async def aclose(self) -> None:
+        """Finish every parked recording now (the server is shutting down)."""
+        self.expire_all()
+
     def expire_all(self) -> None:
         """Finish every parked recording now (the server is shutting down)."""
         for session_id in list(self._parked):

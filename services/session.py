@@ -169,33 +169,33 @@ class RecordingSession:
             if message.get("bytes") is not None:
                 await self._guard.pace(peer_gone(self._ws.scope))
                 return self._on_audio(message["bytes"])
-            self._on_text(message.get("text") or "")
+            await self._on_text(message.get("text") or "")
         except ProtocolError as exc:
             return self._guard.violation(exc)
         return None
 
-    def _on_text(self, text: str) -> None:
+    async def _on_text(self, text: str) -> None:
         parsed = parse_client_text(text)
         if isinstance(parsed, StartMessage):
-            self._on_start(parsed)
+            await self._on_start(parsed)
         else:
             self._on_stop()
 
-    def _on_start(self, start: StartMessage) -> None:
+    async def _on_start(self, start: StartMessage) -> None:
         if self.state is not SessionState.CONNECTED:
             raise SessionStateError(
                 "already_started", "The session has already started; 'start' is only allowed before any audio."
             )
         if start.resume is not None:
-            self._resume(start.resume)
+            await self._resume(start.resume)
         else:
             self._title = start.title
         self._decoder = PcmDecoder(start.sample_rate)
         self._transition(SessionState.RECORDING)
 
-    def _resume(self, session_id: str) -> None:
+    async def _resume(self, session_id: str) -> None:
         """Carry on with a parked recording: its audio, transcript and speakers become this session's."""
-        parked = self._resumes.claim(session_id)
+        parked = await self._resumes.claim_anywhere(session_id)
         if parked is None:
             raise ProtocolError("unknown_session", server_error("unknown_session", session_id=session_id)["message"])
         self._parts.close()  # the fresh parts this socket started with

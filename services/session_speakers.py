@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 CATCH_UP_SECONDS = 5.0
 """How much new audio the session's final diarisation lets pass before embedding what ended."""
+FEED_SECONDS = 30.0
+"""At most this much audio per embedding call. A worker that takes a meeting over (Redis mode)
+embeds it from its beginning: in one call, an hour of it would hold an inference thread for a
+minute or more while every meeting's careful passes wait for the other one."""
 
 WholeRecordingTurns = Callable[[np.ndarray], Awaitable[list[SpeakerTurn]]]
 
@@ -121,7 +125,12 @@ class SessionSpeakers:
             self._feeding.cancel()
 
     async def _feed(self, streaming: StreamingDiarizer, buffer: SecureAudioBuffer, end: int) -> None:
+        piece = int(FEED_SECONDS * SAMPLE_RATE)
         try:
+            while end - (settled := streaming.settled) > piece:
+                await self._run_model(lambda: streaming.feed(buffer.read(settled, settled + piece)))
+                if streaming.settled == settled:
+                    break  # no pause in a whole piece: the rest in one call
             await self._run_model(lambda: streaming.feed(buffer.read(streaming.settled, end)))
         except (MeetingAssistantError, RuntimeError, ValueError, MemoryError) as exc:
             logger.warning(

@@ -262,14 +262,19 @@ async def nothing_left(redis_url: str, limit: float = 120.0) -> None:
     from services.redis_backend import streams
 
     redis = Redis.from_url(redis_url)
+    left: list[object] = []
     try:
         async with asyncio.timeout(limit):
             while True:
                 pending = (await redis.xpending(streams.JOBS, streams.GROUP))["pending"]
                 leftovers = [key async for key in redis.scan_iter(match=b"ma:audio:*")]
                 leftovers += [key async for key in redis.scan_iter(match=b"ma:lease:*")]
-                if pending == 0 and not leftovers and await redis.xlen(streams.JOBS) == 0:
+                jobs = await redis.xlen(streams.JOBS)
+                if pending == 0 and not leftovers and jobs == 0:
                     return
+                left = [f"{pending} pending", f"{jobs} jobs", *leftovers]
                 await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise TimeoutError(f"left in Redis after {limit:g} s: {left}") from None
     finally:
         await redis.aclose()

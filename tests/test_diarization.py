@@ -28,7 +28,7 @@ from services.diarization_backends.alignment import assign_speakers
 from services.diarization_backends.base import SpeakerTurn
 from services.errors import AudioDecryptionError
 from services.orchestrator import ModelRunner, Orchestrator
-from services.session_speakers import CATCH_UP_SECONDS
+from services.session_speakers import CATCH_UP_SECONDS, FEED_SECONDS
 from services.settings import Settings, load_settings
 from services.types import SAMPLE_RATE, Segment, Word
 
@@ -169,6 +169,36 @@ async def test_speakers_are_embedded_while_recording_and_match_the_whole_recordi
     assert all(abs(a.start - b.start) < 0.3 and abs(a.end - b.end) < 0.3 for a, b in zip(turns, whole, strict=True))
     labelled = service.apply_turns(_segments("meeting_three_voices"), turns)
     assert [s.speaker for s in labelled] == [f"SPEAKER_{n}" for n in (1, 2, 3, 1, 2, 3)]
+
+
+class _ReadCountingBuffer(SecureAudioBuffer):
+    """A buffer that notes the length of every read (in seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__(AudioCipher(None))
+        self.reads: list[float] = []
+
+    def read(self, start: int = 0, end: int | None = None) -> np.ndarray:
+        audio = super().read(start, end)
+        self.reads.append(len(audio) / SAMPLE_RATE)
+        return audio
+
+
+async def test_a_takeover_embeds_the_meeting_so_far_in_pieces(service: DiarizationService) -> None:
+    """A worker taking a meeting over (Redis mode) gets its 80 s so far at once: embedded in pieces of
+    at most FEED_SECONDS (one call would hold an inference thread), with the turns of one pass."""
+    names = ("meeting_two_voices", "meeting_three_voices", "meeting_four_voices")
+    pcm = (np.concatenate([_audio(name) for name in names]) * 32767).astype(np.int16)
+    buffer = _ReadCountingBuffer()
+    buffer.append(pcm)
+    speakers = service.session_speakers("taken-over")
+    embedding = speakers.catch_up(buffer)
+    assert embedding is not None
+    await embedding
+    assert len(buffer.reads) >= 3 and max(buffer.reads) <= FEED_SECONDS, buffer.reads
+    turns = await speakers.turns(buffer)
+    whole = await service.speaker_turns(buffer.read())
+    assert [t.speaker for t in turns] == [t.speaker for t in whole]
 
 
 class _FailsOnceBuffer(SecureAudioBuffer):

@@ -5,8 +5,9 @@ meter fed with injected readings, as tests/test_capacity.py feeds it): what a wo
 a report expires when its worker stops refreshing it, and how a gateway counts the meetings on their
 way to a worker. Then as real processes: a `uvicorn app:app` gateway and a `python -m worker` with
 room for one meeting (WORKER_MAX_SESSIONS=1: a room that does not move with the CPU cost this busy
-machine happens to measure); /ready, /health and a second meeting's `busy` + 1013 follow the
-worker's report, and a frozen worker stops counting.
+machine happens to measure); two gateways asked for that one slot at the same moment admit one
+meeting; /ready, /health and a second meeting's `busy` + 1013 follow the worker's report, and a
+frozen worker stops counting.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from observability import Metrics
 from services.capacity import CapacityPolicy, LoadMeter, Reading
 from services.redis_backend import fleet, streams
 from services.redis_backend.fleet import FleetLoad, WorkerLoad, read_reports
+from services.redis_backend.reservations import Reservations
 from services.redis_backend.streams import MeetingJob
 from tests.redis_server import LiveMeeting, cluster_env, gateway, recall, redis_server, script_words, worker
 from tests.support import load_wav, ws_url
@@ -65,16 +67,17 @@ async def test_workers_publish_their_headroom_and_a_silent_one_stops_counting(re
     assert await b.may_take_new() is False, "b leaves new jobs to a, which has room"
     assert await a.may_take_new() is True
 
-    unseen = {"n": 0}
-    gateway_view = FleetLoad(redis, CapacityPolicy(max_sessions=16), Metrics(), lambda read_at: unseen["n"])
+    gateway_view = FleetLoad(redis, CapacityPolicy(max_sessions=16), Metrics())
     await gateway_view.refresh()
     assert gateway_view.capacity(active=0) == 2 and not gateway_view.overloaded()
-    await redis.xadd(streams.JOBS, MeetingJob("s9", None, 0.0).to_fields())  # queued, no worker read it yet
-    unseen["n"] = 1  # and one of this gateway's sessions has sent no audio yet
+    reservations = Reservations(redis)
+    assert await reservations.reserve("s8")  # admitted, no audio sent yet
+    assert await reservations.reserve("s9", checked=False)  # queued (as its first audio queues it)
+    await redis.xadd(streams.JOBS, MeetingJob("s9", None, 0.0).to_fields())  # no worker read it yet
     await gateway_view.refresh()
     assert gateway_view.capacity(active=2) == 0
     body = gateway_view.describe(active=2)
-    assert body["waiting_jobs"] == 1 and body["unseen_sessions"] == 1 and body["live_workers"] == 2
+    assert body["waiting_jobs"] == 1 and body["reserved_sessions"] == 2 and body["live_workers"] == 2
 
     await a.withdraw()  # a stops; b's report lapses (its worker froze)
     await asyncio.sleep(fleet.REPORT_TTL_SECONDS + 0.2)
@@ -109,6 +112,15 @@ async def _refused(base_url: str) -> tuple[dict[str, object], int | None]:
         return first, ws.close_code
 
 
+async def _race(base_urls: list[str]) -> list[str]:
+    """Open a socket on each gateway at once and hold them all open until each got its first message:
+    what each got (`status`: admitted, `busy`: refused). The sessions never send audio."""
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = await asyncio.gather(*(stack.enter_async_context(websockets.connect(ws_url(u))) for u in base_urls))
+        firsts = [json.loads(m) for m in await asyncio.gather(*(asyncio.wait_for(ws.recv(), 30) for ws in sockets))]
+    return [first.get("code") or first["type"] for first in firsts]
+
+
 async def test_a_gateway_admits_by_the_live_workers_headroom(tmp_path: Path) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         with redis_server() as redis_url, contextlib.ExitStack() as stack:
@@ -140,6 +152,10 @@ async def test_a_gateway_admits_by_the_live_workers_headroom(tmp_path: Path) -> 
             assert capacity["remaining"] == 1 and capacity["backend"] == "redis"
             assert [(w["remaining"], w["active"]) for w in capacity["workers"]] == [(1, 0)]
 
+            other_url, _ = stack.enter_context(gateway(env, tmp_path / "gateway_2.log"))
+            assert sorted(await _race([base_url, other_url])) == ["busy", "status"], "one slot, one meeting"
+            await _until(ready, 30, "the slot of a meeting closed before its audio is free again")
+
             pcm, rate = load_wav("meeting_two_voices.wav")
             meeting = LiveMeeting(ws_url(base_url), pcm, rate)
             streaming = asyncio.create_task(meeting.run())
@@ -147,7 +163,7 @@ async def test_a_gateway_admits_by_the_live_workers_headroom(tmp_path: Path) -> 
 
             async def held_by_the_worker() -> bool:
                 capacity = (await http.get(f"{base_url}/health")).json()["capacity"]
-                return [w["active"] for w in capacity["workers"]] == [1] and capacity["unseen_sessions"] == 0
+                return [w["active"] for w in capacity["workers"]] == [1] and capacity["reserved_sessions"] == 0
 
             await _until(held_by_the_worker, 60, "the worker reports the meeting it took")
             assert not streaming.done()
@@ -167,8 +183,12 @@ async def test_a_gateway_admits_by_the_live_workers_headroom(tmp_path: Path) -> 
             assert (await http.get(f"{base_url}/health")).json()["capacity"]["live_workers"] == 0
             os.kill(worker_process.pid, signal.SIGCONT)
             await _until(ready, 30, "a worker that comes back counts again")
-            metrics = (await http.get(f"{base_url}/metrics")).text
             name = "meeting_assistant_sessions_refused_total{"
-            refused = [line for line in metrics.splitlines() if line.startswith(name)]
-            counts = {line.split('"')[1]: float(line.split()[-1]) for line in refused}
-            assert counts.get("capacity", 0) + counts.get("overloaded", 0) == 2, refused  # no room / falling behind
+            refused = [
+                line
+                for url in (base_url, other_url)
+                for line in (await http.get(f"{url}/metrics")).text.splitlines()
+                if line.startswith(name) and line.split('"')[1] in ("capacity", "overloaded")
+            ]
+            counted = sum(float(line.split()[-1]) for line in refused)
+            assert counted == 3, refused  # no room / falling behind: two here, the lost race on either gateway

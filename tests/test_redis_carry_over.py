@@ -1,14 +1,17 @@
 """A takeover carries the committed transcript over instead of transcribing the meeting again.
 
 Against a real redis-server: what `committed_so_far` reads from a results stream (as the gateway
-accepted it: older epochs' late entries void, drafts told apart, word times kept). With the real
+accepted it: older epochs' late entries void, drafts told apart, word times kept), page by page
+(a four-hour meeting's results are never one reply; no entry lost or read twice at a page's edge). With the real
 tiny.en model on the scripted meeting: a transcriber that dies mid-meeting, and one that takes over
-from what the first published: the committed segments are neither sent again nor re-transcribed
+from what the first published: it drafts the speech since the last committed word at once (then
+commits in that draft's place), the committed segments are neither sent again nor re-transcribed
 (no segment of the new one overlaps them), and no scripted turn is lost.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -20,8 +23,9 @@ from services.asr_service import WhisperRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.live_policy import LivePolicy
 from services.live_transcriber import LiveTranscriber
+from services.protocol import partial_message
 from services.redis_backend import streams
-from services.redis_backend.takeover import clear_drafts, committed_so_far
+from services.redis_backend.takeover import RESULTS_PAGE, clear_drafts, committed_so_far, words_field
 from services.redis_backend.worker_session import ResultPublisher
 from services.types import Segment, TranscriptUpdate, Word
 from tests.redis_server import lost_turns, redis_server
@@ -84,6 +88,70 @@ async def test_the_committed_transcript_is_read_as_the_gateway_accepted_it(redis
     await third.close()
 
 
+async def _publish_long_meeting(redis: Redis, session_id: str, hours: float) -> list[str]:
+    """The results a worker publishes over `hours` of meeting: each segment drafted three times,
+    then committed (with its word times), one every 5 s; the committed texts."""
+    key, texts = streams.results_key(session_id), []
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xadd(key, {streams.EPOCH: b"1", streams.KIND: streams.TAKEN, streams.BODY: b"{}"})
+        for segment_id in range(int(hours * 3600 / 5)):
+            start, text = segment_id * 5.0, f"segment {segment_id} was said"
+            for draft in range(3):
+                update = _draft(segment_id, start, " ".join(text.split()[: draft + 1]))
+                pipe.xadd(key, {streams.EPOCH: b"1", streams.KIND: streams.UPDATE, streams.BODY: _body(update)})
+            update = _committed(segment_id, start, text)
+            fields = {streams.EPOCH: b"1", streams.KIND: streams.UPDATE, streams.BODY: _body(update)}
+            pipe.xadd(key, fields | {streams.WORDS: words_field(update) or b""})
+            texts.append(text)
+        await pipe.execute()
+    return texts
+
+
+def _body(update: TranscriptUpdate) -> bytes:
+    return json.dumps(partial_message(update, 0.0)).encode()
+
+
+async def _xrange_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_xrange", {}).get("calls", 0))
+
+
+async def test_a_takeover_reads_a_long_meetings_results_page_by_page(redis: Redis) -> None:
+    texts = await _publish_long_meeting(redis, "long", hours=4.0)  # 2,880 segments, 11,521 entries
+    entries = await redis.xlen(streams.results_key("long"))
+    taker = ResultPublisher(redis, "long", 2)
+    mark = await taker.mark_taken()
+    await taker.close()
+    await redis.config_resetstat()
+
+    committed = await committed_so_far(redis, "long", mark)
+
+    assert [segment.text for segment in committed.segments] == texts
+    assert committed.next_id == len(texts) and committed.drafts == []
+    assert committed.segments[-1].words[-1].text == " said"
+    pages = await _xrange_calls(redis)
+    assert pages == (entries + 1) // RESULTS_PAGE + 1, (pages, entries)  # with the mark; never one reply
+
+
+@pytest.mark.parametrize("page", [1, 2, 3, 5])
+async def test_page_boundaries_lose_and_repeat_nothing(redis: Redis, page: int) -> None:
+    first = ResultPublisher(redis, "m3", 1)
+    await first.mark_taken()
+    for segment_id, text in enumerate(["one two", "three four", "five six"]):
+        first.update(_draft(segment_id, segment_id * 2.0, text.split()[0]), 0.0)
+        first.update(_committed(segment_id, segment_id * 2.0, text), 0.0)
+    first.update(_draft(3, 6.0, "seven"), 0.0)
+    await first.close()
+    taker = ResultPublisher(redis, "m3", 2)
+    mark = await taker.mark_taken()
+    await taker.close()
+
+    committed = await committed_so_far(redis, "m3", mark, page=page)
+
+    assert [s.text for s in committed.segments] == ["one two", "three four", "five six"]
+    assert committed.drafts == [3] and committed.next_id == 4
+
+
 @pytest.fixture(scope="module")
 def recognizer(tmp_path_factory: pytest.TempPathFactory) -> WhisperRecognizer:
     return load_recognizer(make_settings(tmp_path_factory.mktemp("carry")), Metrics())
@@ -122,7 +190,14 @@ async def test_a_takeover_sends_no_committed_text_again_and_loses_no_turn(
     live = LiveTranscriber(recognizer, buffer, LivePolicy())
     live.resume_after(committed.segments, committed.next_id)
     buffer.append(pcm[:killed])  # the stored audio arrives at once, then the meeting goes on
-    updates = _steps(live, buffer, pcm[killed:]) + live.finish()
+    backlog = live.draft_backlog()  # shown again at once, as a draft
+    updates = backlog + _steps(live, buffer, pcm[killed:]) + live.finish()
+
+    assert [(u.segment_id, u.committed, bool(u.segment.text)) for u in backlog] == [(committed.next_id, False, True)]
+    assert backlog[0].segment.start >= committed.until - 0.3
+    assert any(u.segment_id == committed.next_id and u.committed and u.segment.text for u in updates), (
+        "the careful pass commits in the backlog draft's place"
+    )
 
     assert [s.text for s in committed.segments] == list(committed_before.values())
     assert all(u.segment_id >= committed.next_id for u in updates), "no id the client holds is reused"

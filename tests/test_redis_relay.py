@@ -13,7 +13,9 @@ from redis.asyncio import Redis
 
 from services.audio_buffer import AudioCipher
 from services.redis_backend import streams
-from services.redis_backend.relay import RelayBuffer, RemotePump
+from services.redis_backend.relay import RemotePump
+from services.redis_backend.relay_buffer import RelayBuffer
+from services.redis_backend.reservations import RESERVATIONS, Reservations
 from services.redis_backend.streams import MeetingJob
 from services.redis_backend.worker_session import ResultPublisher
 from services.types import Segment, TranscriptUpdate
@@ -35,7 +37,8 @@ def _update(segment_id: int, text: str) -> TranscriptUpdate:
 async def test_relay_writes_sealed_audio_one_job_and_the_stop_marker(redis: Redis) -> None:
     key = Fernet.generate_key().decode()
     buffer = RelayBuffer(AudioCipher(key))
-    pump = RemotePump(redis, "s1", buffer, lambda update, lag: None)
+    reservations = Reservations(redis)
+    pump = RemotePump(redis, "s1", buffer, lambda update, lag: None, reservations)
     pump.job = MeetingJob("s1", "Weekly", 1_700_000_000.0)
     pcm = (np.arange(16_000 * 25) % 2000 - 1000).astype(np.int16)  # 25 s: split into entries of 10 s
     buffer.append(pcm)
@@ -54,15 +57,19 @@ async def test_relay_writes_sealed_audio_one_job_and_the_stop_marker(redis: Redi
     assert entries[-1][1][streams.END] == b"stop"
     jobs = await redis.xrange(streams.JOBS)
     assert [MeetingJob.from_fields(fields) for _, fields in jobs] == [pump.job]
+    assert await redis.zscore(RESERVATIONS, "s1") is not None, "a queued job holds a worker slot"
     await ResultPublisher(redis, "s1", 1).close(streams.FINAL, {"type": "final", "session_id": "s1"})
     assert (await finishing)["session_id"] == "s1"
+    assert reservations.held == set(), "a worker's result: its report counts the meeting now"
     await pump.aclose()
 
 
 async def test_results_of_an_older_epoch_and_repeats_are_dropped(redis: Redis) -> None:
     shown: list[tuple[int, str]] = []
     buffer = RelayBuffer(AudioCipher(None))
-    pump = RemotePump(redis, "s2", buffer, lambda update, lag: shown.append((update.segment_id, update.segment.text)))
+    pump = RemotePump(
+        redis, "s2", buffer, lambda u, lag: shown.append((u.segment_id, u.segment.text)), Reservations(redis)
+    )
     buffer.append(np.ones(1600, dtype=np.int16))
     pump.notify()  # queues the job and starts reading results
 
@@ -89,3 +96,32 @@ async def test_results_of_an_older_epoch_and_repeats_are_dropped(redis: Redis) -
     assert statuses == [{"type": "status", "status": "transcribing"}]
     assert [(update.segment_id, update.segment.text) for update in pump.listen(lambda u, lag: None)] == shown
     await pump.aclose()
+
+
+async def test_a_session_closed_before_its_audio_gives_its_worker_slot_back(redis: Redis) -> None:
+    reservations = Reservations(redis)
+    assert await reservations.reserve("s3", checked=False)  # admitted (no worker publishes room here)
+    pump = RemotePump(redis, "s3", RelayBuffer(AudioCipher(None)), lambda u, lag: None, reservations)
+    pump.cancel()  # the client left before sending audio
+    await reservations.aclose()
+    assert await redis.zscore(RESERVATIONS, "s3") is None and not await redis.exists(streams.JOBS)
+
+
+async def test_only_the_relay_that_stopped_the_meeting_removes_its_results(redis: Redis) -> None:
+    """A relay the session moved away from (its client resumed on another gateway) still reads the
+    results until its grace ends: it must leave the stream to the relay that sent the stop."""
+    reservations = Reservations(redis)
+    left_behind = RemotePump(redis, "s4", RelayBuffer(AudioCipher(None)), lambda u, lag: None, reservations)
+    await left_behind.adopt(0)  # reading the results, as the relay on the old gateway still does
+    await ResultPublisher(redis, "s4", 1).close(streams.FINAL, {"type": "final", "session_id": "s4"})
+    async with asyncio.timeout(30):
+        await left_behind.final
+        assert left_behind._reader is not None
+        await left_behind._reader  # its reading is over
+        assert await redis.exists(streams.results_key("s4")), "left for the relay that stopped the meeting"
+        moved = RemotePump(redis, "s4", RelayBuffer(AudioCipher(None)), lambda u, lag: None, reservations)
+        await moved.adopt(0)
+        assert (await moved.finish(lambda message: None))["session_id"] == "s4"
+        await moved.aclose()
+    assert not await redis.exists(streams.results_key("s4")), "removed by the relay that stopped it"
+    await left_behind.aclose()

@@ -21,12 +21,21 @@ again. The gateway drops results of an older epoch, so participants see a short 
 the transcript carrying on. When the final is published the job is acknowledged and deleted and
 the session's streams removed: nothing stays pending.
 
-Admission (`fleet.py`): every worker publishes its load meter's headroom each second
-(`load:{worker}`, a TTL of 3 s); a gateway admits a new meeting only while the live workers have
-room for it, and a worker without room leaves new jobs to those with some.
+Admission (`fleet.py`, `reservations.py`): every worker publishes its load meter's headroom each
+second (`load:{worker}`, a TTL of 3 s); a gateway admits a new meeting only when a Lua script finds
+a slot the live workers have and no other admitted meeting has reserved, and reserves it (one step,
+atomic across gateways); the worker that takes the meeting drops the reservation with the report
+that counts it. A worker without room leaves new jobs to those with some.
 
-Modules: `streams.py` (names, connection, group), `relay.py` (the gateway's side of a session),
-`gateway.py` (`RemotePipeline`, what the gateway's sessions and uploads talk to), `lease.py`,
+A worker whose process died is known by its missing Redis connections (`liveness.py`) and its
+meetings are taken over at once; the lease covers workers that froze or vanished with their
+machine. A client whose socket dropped may resume on any gateway: the recording's relay moves
+there (`resumes.py`).
+
+Modules: `streams.py` (names, connection, group), `relay.py` and `relay_buffer.py` (the gateway's
+side of a session), `gateway.py` (`RemotePipeline`, what the gateway's sessions and uploads talk
+to), `resumes.py` (resuming through any gateway), `lease.py`, `liveness.py` (workers that are gone),
 `worker_session.py` (one session on a worker), `consumer.py` (taking and handing back jobs),
-`takeover.py` (what a takeover keeps), `fleet.py` (the workers' headroom).
+`takeover.py` (what a takeover keeps), `fleet.py` (the workers' headroom), `reservations.py`
+(admission across gateways).
 """

@@ -5,10 +5,12 @@ A gateway runs no models, so its own CPU says nothing about the workers'. Each w
 report every `REPORT_SECONDS` (`WorkerLoad`): a hash at `load_key(name)` with a TTL of
 `REPORT_TTL_SECONDS` (sessions that still fit, sessions held, the measurements), and its name in
 `WORKERS`. A worker that dies stops refreshing it: the report expires and the worker no longer
-counts. A gateway (`FleetLoad`) reads the reports every `POLL_SECONDS` and admits a new meeting
-only while the live workers' remaining sessions exceed the meetings still on their way to a worker
-(jobs no worker has read yet, and its own sessions no report counted yet); otherwise the client
-gets `busy` with `retry_after` and close 1013, as in the single process.
+counts. A gateway (`FleetLoad`) reads the reports every `POLL_SECONDS` for `/ready`, `/health` and
+a first cheap refusal; the admission itself is decided in Redis, atomically across gateways, by a
+reservation (`reservations.py`): the live workers' remaining sessions less the meetings admitted
+or queued that no report counts yet. A worker that takes a meeting removes its reservation in the
+same transaction as the report that counts it. Refused clients get `busy` with `retry_after` and
+close 1013, as in the single process.
 
 A worker without headroom leaves new jobs to the workers that have some (`may_take_new`); when none
 has, it takes them anyway: a gateway admitted them, and a worker that frees up serves them.
@@ -29,7 +31,9 @@ from redis.exceptions import RedisError
 from observability import Metrics
 from services.capacity import CapacityPolicy, LoadMeter
 from services.redis_backend import streams
+from services.redis_backend.reservations import RESERVATIONS, live_reservations
 from services.settings import Settings
+from services.tasks import raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -141,20 +145,24 @@ class WorkerLoad:
             queue_wait=meter.queue_wait,
         )
 
-    async def publish(self) -> None:
-        """Refresh the report now (also right after taking a meeting, so gateways see it at once)."""
+    async def publish(self, *, taken: str | None = None) -> None:
+        """Refresh the report now; right after taking meeting `taken`, its reservation goes in the
+        same transaction (the meeting is counted by the report from then on, never twice or not at all)."""
         key = streams.load_key(self.name)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(key, mapping=self.report().to_fields())  # type: ignore[arg-type]
                 pipe.pexpire(key, int(REPORT_TTL_SECONDS * 1000))
                 pipe.sadd(streams.WORKERS, self.name)
+                if taken is not None:
+                    pipe.zrem(RESERVATIONS, taken)
                 await pipe.execute()
         except RedisError as exc:  # the report lapses; the gateways stop counting this worker meanwhile
             logger.warning("publishing this worker's load failed: %s", exc)
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelled()
             await self.publish()
             await asyncio.sleep(REPORT_SECONDS)
 
@@ -180,26 +188,25 @@ class WorkerLoad:
 
 
 class FleetLoad:
-    """A gateway's view of the workers' headroom, refreshed every `POLL_SECONDS`; admission asks it.
+    """A gateway's view of the workers' headroom, refreshed every `POLL_SECONDS`: `/ready`, `/health`
+    and a first refusal without a round trip (the reservation in Redis decides the rest).
 
     It has the surface of the single process's `LoadMeter` that admission and `/health` use
     (`policy`, `capacity`, `overloaded`, `describe`).
     """
 
-    def __init__(
-        self, redis: Redis, policy: CapacityPolicy, metrics: Metrics, unseen: Callable[[float | None], int]
-    ) -> None:
+    def __init__(self, redis: Redis, policy: CapacityPolicy, metrics: Metrics) -> None:
         self._redis = redis
         self.policy = policy
         self._metrics = metrics
-        self._unseen = unseen
-        """This gateway's sessions that no report read at or after the given moment counts yet."""
         self.reports: dict[str, LoadReport] = {}
         self.waiting = 0  # jobs no worker has read yet
+        self.reserved = 0  # meetings admitted or queued that no report counts yet (every gateway's)
         self._read_at: float | None = None  # when the last good snapshot's reads began (monotonic)
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelled()
             await self.refresh()
             await asyncio.sleep(POLL_SECONDS)
 
@@ -208,17 +215,17 @@ class FleetLoad:
         try:
             reports = await read_reports(self._redis)
             waiting = await _waiting_jobs(self._redis)
+            reserved = await live_reservations(self._redis)
         except RedisError as exc:
             logger.warning("reading the workers' load failed: %s", exc)
             if self._read_at is not None and started - self._read_at > REPORT_TTL_SECONDS:
                 self.reports, self.waiting = {}, 0  # as old as a lapsed report: count no worker
             return
-        self.reports, self.waiting, self._read_at = reports, waiting, started
+        self.reports, self.waiting, self.reserved, self._read_at = reports, waiting, reserved, started
 
     def room(self) -> int:
         """Meetings the live workers can still take, less those already on their way to one."""
-        free = sum(report.remaining for report in self.reports.values())
-        return free - self.waiting - self._unseen(self._read_at)
+        return sum(report.remaining for report in self.reports.values()) - self.reserved
 
     def capacity(self, active: int, now: float | None = None) -> int:
         room = self.policy.max_sessions - active
@@ -240,7 +247,7 @@ class FleetLoad:
             "backend": "redis",
             "live_workers": len(self.reports),
             "waiting_jobs": self.waiting,
-            "unseen_sessions": self._unseen(self._read_at),
+            "reserved_sessions": self.reserved,
             "overloaded": self.overloaded(),
             "workers": [report.describe(name) for name, report in sorted(self.reports.items())],
         }

@@ -4,15 +4,18 @@ Sessions, resumes and uploads use it exactly as they use the in-process pipeline
 gives parts whose buffer and pump relay to Redis (`relay.py`), `list_meeting` stores the meeting
 (the gateway owns the listing; the worker stores the final), `submit` runs the after-stop wait as
 a task of this gateway, and `finish` sends the stop marker and returns the worker's final.
+`reserve` takes a new meeting's worker slot in Redis, atomically across gateways (`reservations.py`);
+`adopt` moves a session another gateway held here, when its client resumes here (`resumes.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -21,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from observability import Metrics
+from services.admission import Busy
 from services.audio_buffer import AudioCipher
 from services.errors import ConfigurationError
 from services.live_pump import Emit
@@ -30,8 +34,11 @@ from services.protocol import final_message
 from services.recording import FinishedRecording, SessionParts
 from services.redis_backend import streams
 from services.redis_backend.fleet import FleetLoad, gateway_policy
-from services.redis_backend.relay import RelayBuffer, RemoteMeetingError, RemotePump
+from services.redis_backend.relay import RemoteMeetingError, RemotePump
+from services.redis_backend.relay_buffer import RelayBuffer
+from services.redis_backend.reservations import Reservations
 from services.redis_backend.streams import MeetingJob
+from services.resume import ParkedRecording
 from services.settings import Settings
 from services.stored_meeting import MeetingSource, MeetingStatus
 from services.tasks import cancel_and_wait
@@ -40,6 +47,9 @@ from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary
 logger = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], None]
+
+HANDOFF_WAIT_SECONDS = 5.0
+"""How long a resume on this gateway waits for the gateway holding the session to hand it over."""
 
 
 class RemotePipeline:
@@ -54,20 +64,61 @@ class RemotePipeline:
         self._cipher = cipher
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
-        self._pumps: weakref.WeakSet[RemotePump] = weakref.WeakSet()
-        self.fleet = FleetLoad(redis, gateway_policy(settings), metrics, self.unseen)
+        self.fleet = FleetLoad(redis, gateway_policy(settings), metrics)
         """The workers' headroom, which admission asks in Redis mode (`fleet.py`)."""
+        self.reservations = Reservations(redis)
+        """This gateway's meetings that hold a worker slot no worker has taken yet."""
+        self.asked_to_let_go: Callable[[str], None] = lambda session_id: None
+        """Another gateway's client resumed this session (`resumes.py` parks it, to be offered there)."""
+
+    @property
+    def redis(self) -> Redis:
+        return self._redis
 
     def open_session(self, session_id: str, emit: Emit) -> SessionParts:
         buffer = RelayBuffer(self._cipher)
-        pump = RemotePump(self._redis, session_id, buffer, emit)
-        self._pumps.add(pump)
+        let_go = functools.partial(self._let_go, session_id)
+        pump = RemotePump(self._redis, session_id, buffer, emit, self.reservations, let_go)
         return SessionParts(buffer, pump, None, Urgency())  # type: ignore[arg-type]  # same surface
 
-    def unseen(self, read_at: float | None) -> int:
-        """This gateway's open sessions that no worker had taken when a snapshot read at `read_at` began:
-        admitted, but in no worker's report of that snapshot yet."""
-        return sum(1 for pump in self._pumps if pump.open and (read_at is None or not pump.taken_before(read_at)))
+    def _let_go(self, session_id: str) -> None:
+        self.asked_to_let_go(session_id)
+
+    async def adopt(self, session_id: str) -> ParkedRecording | None:
+        """The recording `session_id` that another gateway held, moved here (its client resumed here);
+        None when no gateway offers it within `HANDOFF_WAIT_SECONDS` (unknown, finished, or its gateway
+        died: then the worker finishes it with the audio it has)."""
+        try:
+            if not await self._redis.exists(streams.audio_key(session_id), streams.handoff_key(session_id)):
+                return None  # unknown (or finished): no gateway relays it
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(streams.results_key(session_id), {streams.KIND: streams.LET_GO})
+                pipe.expire(streams.results_key(session_id), streams.STREAM_TTL_SECONDS)
+                await pipe.execute()
+            offer = await self._redis.blpop([streams.handoff_key(session_id)], timeout=HANDOFF_WAIT_SECONDS)
+            if offer is None:
+                return None
+            body = json.loads(offer[1])
+            parts = self.open_session(session_id, lambda update, lag: None)
+            await _pump(parts).adopt(int(body["samples"]))
+        except (RedisError, ValueError, KeyError) as exc:
+            logger.warning("session %s: taking it over from another gateway failed: %s", session_id, exc)
+            return None
+        logger.info("session %s moved here from another gateway", session_id)
+        return ParkedRecording(session_id, body.get("title"), float(body["started_at"]), parts)
+
+    async def reserve(self, session_id: str) -> Busy | None:
+        """Take one of the live workers' slots for a new meeting, atomically across gateways; why not
+        when none is left (or Redis cannot be asked). Without ADMISSION_BY_LOAD nothing is reserved."""
+        policy = self.fleet.policy
+        if not policy.by_load:
+            return None
+        try:
+            if await self.reservations.reserve(session_id):
+                return None
+        except RedisError as exc:
+            logger.warning("session %s: reserving a worker slot failed: %s", session_id, exc)
+        return Busy("overloaded" if self.fleet.overloaded() else "capacity", policy.retry_after)
 
     def list_meeting(
         self,
@@ -159,21 +210,25 @@ async def open_remote_pipeline(
     redis = await connect_checked(settings)
     stack.push_async_callback(redis.aclose)
     pipeline = RemotePipeline(metrics=metrics, redis=redis, store=store, cipher=cipher, settings=settings)
+    stack.push_async_callback(pipeline.reservations.aclose)  # after the drain: what no worker took is freed
     stack.push_async_callback(pipeline.drain)
     await pipeline.fleet.refresh()  # the first admission already knows the workers
     stack.push_async_callback(cancel_and_wait, asyncio.create_task(pipeline.fleet.run(), name="fleet-load"))
+    renewing = asyncio.create_task(pipeline.reservations.run(), name="reservations")
+    stack.push_async_callback(cancel_and_wait, renewing)
     return pipeline
 
 
-async def connect_checked(settings: Settings) -> Redis:
-    """A Redis client that answered a PING, with the jobs group in place.
+async def connect_checked(settings: Settings, client_name: str | None = None) -> Redis:
+    """A Redis client that answered a PING, with the jobs group in place (connections named
+    `client_name`: a worker's, see `liveness.py`).
 
     Raises:
         ConfigurationError: `REDIS_URL` is unset or the server cannot be reached.
     """
     if settings.redis_url is None:
         raise ConfigurationError("REDIS_URL is required with ORCHESTRATOR_BACKEND=redis")
-    redis = streams.connect(settings.redis_url.get_secret_value())
+    redis = streams.connect(settings.redis_url.get_secret_value(), client_name)
     try:
         await redis.ping()
         await streams.ensure_group(redis)

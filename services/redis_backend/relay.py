@@ -1,12 +1,14 @@
 """The gateway's side of one session in Redis mode: audio out, transcript back.
 
-`RelayBuffer` stands where the in-process `SecureAudioBuffer` stands: every appended block is
-sealed at once (the shared `AUDIO_ENCRYPTION_KEY`) and waits only until the relay's forwarder
-has added it to the meeting's audio stream; the gateway holds no audio beyond that.
-`RemotePump` stands where the `LivePump` stands: `notify()` wakes the forwarder, the first
+`RemotePump` stands where the `LivePump` stands (and `RelayBuffer`, `relay_buffer.py`, where the
+session's audio buffer stands): `notify()` wakes the forwarder, the first
 forward queues the meeting's job, and a reader hands the worker's updates to the session's
 `emit` (a result of an older epoch, or an update that repeats what was sent, is dropped: a
-worker that took the meeting over sends its transcript again).
+worker that took the meeting over sends its transcript again). A session can move to another
+gateway (its client resumed there, `resumes.py`): the old relay writes out its audio (`flushed`),
+the new one carries on from there (`adopt`). Until a worker takes the meeting,
+it holds a reservation of a worker slot (`reservations.py`): taken at admission, or when its job
+is queued; given back if the session ends first.
 """
 
 from __future__ import annotations
@@ -16,74 +18,47 @@ import contextlib
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.audio_buffer import AudioCipher
 from services.errors import MeetingAssistantError
 from services.live_pump import Emit
 from services.redis_backend import streams
+from services.redis_backend.relay_buffer import RelayBuffer
+from services.redis_backend.reservations import Reservations
 from services.redis_backend.streams import MeetingJob
-from services.tasks import cancel_and_wait
-from services.types import SAMPLE_RATE, Segment, TranscriptUpdate
+from services.redis_backend.takeover import RESULTS_PAGE
+from services.tasks import cancel_and_wait, raise_if_cancelled
+from services.types import Segment, TranscriptUpdate
 
 logger = logging.getLogger(__name__)
 
-MAX_CHUNK_SAMPLES = 10 * SAMPLE_RATE
-"""Longer blocks (an upload's) are split into entries of at most this many samples."""
 READ_BLOCK_MS = 1000
 RETRY_SECONDS = 1.0
 
 Send = Callable[[dict[str, Any]], None]
 
 
-class RelayBuffer:
-    """A session's sealed audio on its way to Redis: counts samples, holds only what is unsent."""
-
-    def __init__(self, cipher: AudioCipher) -> None:
-        self._cipher = cipher
-        self._unsent: deque[tuple[bytes, int]] = deque()  # appended on the loop or an upload's thread
-        self._samples = 0
-
-    @property
-    def samples(self) -> int:
-        return self._samples
-
-    @property
-    def nbytes(self) -> int:
-        return sum(len(chunk) for chunk, _ in self._unsent)
-
-    def append(self, pcm16: np.ndarray) -> None:
-        for start in range(0, int(pcm16.size), MAX_CHUNK_SAMPLES):
-            block = pcm16[start : start + MAX_CHUNK_SAMPLES]
-            self._unsent.append((self._cipher.seal(block.astype("<i2", copy=False).tobytes()), int(block.size)))
-            self._samples += int(block.size)
-
-    def take(self) -> list[tuple[bytes, int]]:
-        """The chunks not forwarded yet (sealed), oldest first."""
-        taken = []
-        while self._unsent:
-            taken.append(self._unsent.popleft())
-        return taken
-
-    def read(self, start: int = 0, end: int | None = None) -> np.ndarray:
-        raise NotImplementedError("a gateway holds no audio in Redis mode: the worker reads it")
-
-    def clear(self) -> None:
-        self._unsent.clear()
-
-
 class RemotePump:
     """Forwards one session's audio to Redis and brings its transcript back."""
 
-    def __init__(self, redis: Redis, session_id: str, buffer: RelayBuffer, emit: Emit) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        session_id: str,
+        buffer: RelayBuffer,
+        emit: Emit,
+        reservations: Reservations,
+        asked_to_let_go: Callable[[], None] = lambda: None,
+    ) -> None:
         self._redis = redis
+        self._asked_to_let_go = asked_to_let_go
+        """Another gateway's client resumed this session: park it, to be offered there (`resumes.py`)."""
         self._id = session_id
+        self._reservations = reservations
         self._buffer = buffer
         self._emit = emit
         self._send: Send | None = None
@@ -96,7 +71,8 @@ class RemotePump:
         self._forwarder: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._epoch = 0
-        self._taken_at: float | None = None  # monotonic time of the first entry from a worker
+        self._written = 0  # samples in Redis
+        self._wrote = asyncio.Event()
         self.open = True
         """False once the session ended (its final came, or it was dropped)."""
         self._latest: dict[int, tuple[dict[str, Any], TranscriptUpdate]] = {}
@@ -118,13 +94,10 @@ class RemotePump:
         self._emit = emit
         return [self._latest[segment_id][1] for segment_id in sorted(self._latest)]
 
-    def taken_before(self, moment: float) -> bool:
-        """Whether a worker had taken the meeting before `moment` (monotonic): its reports count it."""
-        return self._taken_at is not None and self._taken_at < moment
-
     def cancel(self) -> None:
         """The session ends without a final: a queued meeting is dropped by its worker too."""
         self.open = False
+        self._reservations.release(self._id)
         if self._queued and self._ending is None:
             self._end(b"cancel")
         else:
@@ -160,8 +133,11 @@ class RemotePump:
             ending = self._ending
             chunks = self._buffer.take()
             while True:
+                raise_if_cancelled()
                 try:
                     await self._write(chunks, ending)
+                    self._written += sum(samples for _, samples in chunks)
+                    self._wrote.set()
                     break
                 except RedisError as exc:  # Redis restarting: keep the audio, try again
                     logger.warning("session %s: forwarding audio failed, retrying: %s", self._id, exc)
@@ -174,6 +150,8 @@ class RemotePump:
     async def _write(self, chunks: list[tuple[bytes, int]], ending: bytes | None) -> None:
         if not self._queued and not chunks and ending != b"stop":
             return  # nothing was ever sent: no worker needs to hear of it
+        if not self._queued and self._id not in self._reservations.held:  # an upload: counted while it waits
+            await self._reservations.reserve(self._id, checked=False)
         key = streams.audio_key(self._id)
         async with self._redis.pipeline(transaction=False) as pipe:
             for chunk, samples in chunks:
@@ -193,32 +171,65 @@ class RemotePump:
 
     # --- results --------------------------------------------------------------------------------
 
-    async def _read_results(self) -> None:
-        key, last = streams.results_key(self._id), b"0"
+    async def flushed(self) -> int:
+        """Wait until every chunk appended is in Redis (the session moves to another gateway); its samples."""
+        while self._written < self._buffer.samples:
+            self._wrote.clear()
+            self.notify()
+            await self._wrote.wait()
+        return self._written
+
+    async def adopt(self, samples: int) -> None:
+        """Carry on with a session another gateway relayed until now: its job and `samples` of audio are
+        in Redis; the results so far are read without being sent (`listen` returns them), then new ones.
+
+        Raises:
+            RedisError: the results cannot be read.
+        """
+        self._queued = True
+        self._buffer.adopt(samples)
+        self._written = samples
+        last = b"0"
+        while entries := await self._redis.xrange(streams.results_key(self._id), b"(" + last, "+", RESULTS_PAGE):
+            for _, fields in entries:
+                self._on_result(fields, live=False)
+            last = entries[-1][0]
+        self._reader = asyncio.create_task(self._read_results(last), name=f"results-{self._id}")
+
+    async def _read_results(self, last: bytes = b"0") -> None:
+        key = streams.results_key(self._id)
         while not self.final.done():
+            raise_if_cancelled()
             try:
                 reply = await self._redis.xread({key: last}, count=100, block=READ_BLOCK_MS)
             except RedisError as exc:
-                logger.warning("session %s: reading results failed, retrying: %s", self._id, exc)
-                await asyncio.sleep(RETRY_SECONDS)
-                continue
+                reply = []
+                if self.open:
+                    logger.warning("session %s: reading results failed, retrying: %s", self._id, exc)
+                    await asyncio.sleep(RETRY_SECONDS)
+            if not self.open:  # closed: redis-py may turn cancelling a blocked read into an error or a retry
+                return
             for _, entries in reply:
                 for entry_id, fields in entries:
                     last = entry_id
                     self._on_result(fields)
-        with contextlib.suppress(RedisError):
-            await self._redis.delete(key)
+        if self._ending == b"stop":  # only the relay that finished it: a relay it moved from reads on till then
+            with contextlib.suppress(RedisError):
+                await self._redis.delete(key)
 
-    def _on_result(self, fields: dict[bytes, bytes]) -> None:
+    def _on_result(self, fields: dict[bytes, bytes], *, live: bool = True) -> None:
+        if fields.get(streams.KIND) == streams.LET_GO:  # a gateway's, not a worker's
+            if live:
+                self._asked_to_let_go()
+            return
         epoch = int(fields.get(streams.EPOCH, b"0"))
         if epoch < self._epoch:
             return  # a worker that lost the meeting, still talking
         self._epoch = epoch
-        if self._taken_at is None:
-            self._taken_at = time.monotonic()
+        self._reservations.forget(self._id)  # a worker took it: its report counts the meeting now
         kind, body = fields.get(streams.KIND), json.loads(fields.get(streams.BODY, b"{}"))
         if kind == streams.UPDATE:
-            self._on_update(body)
+            self._on_update(body, live)
         elif kind == streams.SEND and self._send is not None:
             self._send(body)
         elif kind == streams.FINAL and not self.final.done():
@@ -226,7 +237,7 @@ class RemotePump:
         elif kind == streams.FAILED and not self.final.done():
             self.final.set_exception(RemoteMeetingError(str(body.get("message", "the worker failed"))))
 
-    def _on_update(self, body: dict[str, Any]) -> None:
+    def _on_update(self, body: dict[str, Any], live: bool) -> None:
         lag = float(body.pop("lag", 0.0))
         segment_id = int(body["segment_id"])
         sent = self._latest.get(segment_id)
@@ -235,11 +246,13 @@ class RemotePump:
         segment = Segment(float(body["start"]), float(body["end"]), str(body["text"]), body.get("speaker"))
         update = TranscriptUpdate(segment_id, segment, bool(body["committed"]))
         self._latest[segment_id] = (body, update)
-        self._emit(update, lag)
+        if live:
+            self._emit(update, lag)
 
     async def aclose(self) -> None:
         """Stop the forwarder and the reader (after the final, or when dropped)."""
         self.open = False
+        self._reservations.release(self._id)
         for task in (self._forwarder, self._reader):
             if task is not None:
                 await cancel_and_wait(task)

@@ -5,7 +5,10 @@ Every value is bytes (`decode_responses=False`): audio entries carry Fernet toke
 - `JOBS` (`ma:jobs`): one entry per meeting, read by the consumer group `GROUP`.
 - `audio_key(id)`: the meeting's audio, one sealed chunk per entry, then one end marker.
 - `results_key(id)`: what the worker holding the meeting sends its gateway, epoch-stamped.
-- `lease_key(id)`, `epoch_key(id)`, `done_key(id)`: who holds it, how often it was taken, finished.
+- `lease_key(id)`, `epoch_key(id)`, `done_key(id)`: who holds it, how often it was taken, finished
+  (set with its final, in one transaction).
+- `hooks_key(id)`: its after-stop hooks have started (set before they run: they run once per meeting).
+- `handoff_key(id)`: a dropped recording a gateway offers to whichever gateway its client resumes on.
 - `WORKERS` and `load_key(worker)`: the live workers and each one's load report (a hash with a TTL).
 """
 
@@ -41,6 +44,7 @@ BODY = b"m"
 WORDS = b"w"  # a committed update's word times (JSON), for a worker that takes the meeting over
 UPDATE, SEND, FINAL, FAILED = b"u", b"s", b"f", b"x"
 TAKEN = b"t"  # a worker took the meeting at this epoch: older epochs' later entries are void
+LET_GO = b"g"  # a gateway asks the gateway holding the session to let it go (its client resumed there)
 
 WORKERS = "ma:workers"
 """A set of worker names that published a load report; a name whose report expired is pruned."""
@@ -64,6 +68,14 @@ def epoch_key(session_id: str) -> str:
 
 def done_key(session_id: str) -> str:
     return f"ma:done:{session_id}"
+
+
+def hooks_key(session_id: str) -> str:
+    return f"ma:hooks:{session_id}"
+
+
+def handoff_key(session_id: str) -> str:
+    return f"ma:handoff:{session_id}"
 
 
 def load_key(worker: str) -> str:
@@ -108,9 +120,12 @@ class MeetingJob:
             raise ValueError(f"not a meeting job: {exc}") from exc
 
 
-def connect(url: str) -> Redis:
-    """A client for `REDIS_URL` (a connection pool; blocking reads each hold one connection)."""
-    return Redis.from_url(url, decode_responses=False, health_check_interval=30)
+def connect(url: str, client_name: str | None = None) -> Redis:
+    """A client for `REDIS_URL` (a connection pool; blocking reads each hold one connection).
+
+    A worker names its connections after itself (its consumer name), so the other workers can
+    tell when it is gone (`liveness.py`)."""
+    return Redis.from_url(url, decode_responses=False, health_check_interval=30, client_name=client_name)
 
 
 async def ensure_group(redis: Redis) -> None:

@@ -14,6 +14,7 @@ segment ids, so no id the client holds as committed is ever reused.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ from services.live_pump import LivePump
 from services.redis_backend import streams
 from services.transcript_words import empty_segment
 from services.types import Segment, TranscriptUpdate, Word
+
+RESULTS_PAGE = 1000
+"""Results entries read per request when a takeover reads what earlier workers sent."""
 
 
 @dataclass(slots=True)
@@ -50,11 +54,27 @@ def words_field(update: TranscriptUpdate) -> bytes | None:
     return json.dumps(words).encode()
 
 
-async def committed_so_far(redis: Redis, session_id: str, mark: bytes) -> Committed:
+async def results_before(
+    redis: Redis, session_id: str, mark: bytes, page: int = RESULTS_PAGE
+) -> AsyncIterator[dict[bytes, bytes]]:
+    """The results stream's entries up to `mark`, oldest first, read `page` entries per request:
+    a long meeting's stream holds tens of thousands, which one reply would hold in Redis' output
+    buffer and this worker's memory at once, and which would block Redis while it builds it."""
+    key, start = streams.results_key(session_id), b"-"
+    while True:
+        entries = await redis.xrange(key, start, mark, count=page)
+        for _, fields in entries:
+            yield fields
+        if len(entries) < page:
+            return
+        start = b"(" + entries[-1][0]
+
+
+async def committed_so_far(redis: Redis, session_id: str, mark: bytes, page: int = RESULTS_PAGE) -> Committed:
     """The committed transcript in the results stream before `mark` (this worker's TAKEN entry),
     as the gateway accepted it: an entry of an older epoch than one before it is void."""
     epoch, latest = 0, {}
-    for _, fields in await redis.xrange(streams.results_key(session_id), "-", mark):
+    async for fields in results_before(redis, session_id, mark, page):
         entry_epoch = int(fields.get(streams.EPOCH, b"0"))
         if entry_epoch < epoch:
             continue

@@ -44,7 +44,8 @@ async def run_worker(settings: Settings, stopping: asyncio.Event | None = None) 
         services = await open_services(settings, metrics, stack, meter, gateway=False)
         if not isinstance(services.pipeline, MeetingPipeline):
             raise TypeError("a worker runs the in-process pipeline")
-        redis = await connect_checked(settings)
+        name = f"{socket.gethostname()}-{os.getpid()}"  # its consumer name, and its connections' (liveness.py)
+        redis = await connect_checked(settings, client_name=name)
         stack.push_async_callback(redis.aclose)
         if settings.worker_metrics_port:
             server, _ = start_http_server(settings.worker_metrics_port, settings.host, registry=metrics.registry)
@@ -60,7 +61,7 @@ async def run_worker(settings: Settings, stopping: asyncio.Event | None = None) 
         )
         consumer = JobConsumer(
             context,
-            name=f"{socket.gethostname()}-{os.getpid()}",
+            name=name,
             max_sessions=settings.worker_max_sessions,
             lease_seconds=settings.worker_lease_seconds,
             metrics=metrics,

@@ -12,6 +12,7 @@ mark. A worker that takes a meeting over starts its transcriber after the text a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -30,6 +31,7 @@ from services.redis_backend import streams
 from services.redis_backend.streams import MeetingJob
 from services.redis_backend.takeover import Committed, clear_drafts, committed_so_far, seed, words_field
 from services.stored_meeting import MeetingSource
+from services.tasks import raise_if_cancelled
 from services.types import TranscriptUpdate
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class ResultPublisher:
     def __init__(self, redis: Redis, session_id: str, epoch: int) -> None:
         self._redis = redis
         self._key = streams.results_key(session_id)
+        self._done_key = streams.done_key(session_id)
+        self.epoch = epoch
         self._epoch = str(epoch).encode()
         self._queue: asyncio.Queue[tuple[bytes, dict[str, Any], bytes | None]] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write(), name=f"publish-{session_id}")
@@ -87,10 +91,13 @@ class ResultPublisher:
             if words is not None:
                 fields[streams.WORDS] = words
             while True:
+                raise_if_cancelled()
                 try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
+                    async with self._redis.pipeline(transaction=True) as pipe:
                         pipe.xadd(self._key, fields)  # type: ignore[arg-type]
                         pipe.expire(self._key, streams.STREAM_TTL_SECONDS)
+                        if kind == streams.FINAL:  # with the final: a takeover from now on only retires it
+                            pipe.set(self._done_key, self._epoch, ex=streams.DONE_TTL_SECONDS)
                         await pipe.execute()
                     break
                 except RedisError as exc:  # Redis away for a moment: the gateway waits for it
@@ -127,6 +134,7 @@ async def serve_meeting(job: MeetingJob, context: WorkerContext, epoch: int) -> 
 async def _committed_before(session_id: str, redis: Redis, publisher: ResultPublisher) -> Committed:
     """Mark this epoch, then read what earlier workers committed (nothing on a first take)."""
     while True:
+        raise_if_cancelled()
         try:
             mark = await publisher.mark_taken()
             return await committed_so_far(redis, session_id, mark)
@@ -155,8 +163,25 @@ async def _run(
         parts.close()
         return None
     stopped_at = time.perf_counter() - max(0.0, time.time() - end.stopped_at)
-    recording = FinishedRecording(job.session_id, job.title, job.started_at, stopped_at, parts, job.source)
+    recording = FinishedRecording(
+        job.session_id, job.title, job.started_at, stopped_at, parts, job.source,
+        hooks_once=functools.partial(_hooks_once, context.redis, job.session_id, publisher.epoch),
+    )  # fmt: skip
     return await pipeline.finish(recording, publisher.send)
+
+
+async def _hooks_once(redis: Redis, session_id: str, epoch: int) -> bool:
+    """Mark the meeting's hooks as started, before they run; False when an earlier worker marked them.
+
+    A worker that dies after the hooks but before its final is out has its meeting finished again by
+    another worker: that one must not post to Slack or append to the audit log a second time. (A
+    worker that dies while the hooks run leaves the rest of them unrun: at most once, not twice.)
+    """
+    try:
+        return bool(await redis.set(streams.hooks_key(session_id), epoch, nx=True, ex=streams.DONE_TTL_SECONDS))
+    except RedisError as exc:  # Redis away: better a second Slack message than none
+        logger.warning("session %s: marking its hooks failed, running them: %s", session_id, exc)
+        return True
 
 
 def _carry_over(session_id: str, parts: SessionParts, publisher: ResultPublisher, committed: Committed) -> None:
@@ -181,6 +206,7 @@ async def _feed_audio(session_id: str, context: WorkerContext, parts: SessionPar
     key, last = streams.audio_key(session_id), b"0"
     heard_at = time.monotonic()
     while True:
+        raise_if_cancelled()
         try:
             reply = await context.redis.xread({key: last}, count=500, block=READ_BLOCK_MS)
         except RedisError as exc:
