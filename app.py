@@ -204,13 +204,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if isinstance(state.services.pipeline, RemotePipeline):  # admit by the workers' load
                 state.load = state.sessions.meter = state.services.pipeline.fleet
             state.accepting = True
-            logger.info(
-                "ready: %d inference worker(s), max %d session(s), admission prior %.3f CPU-s per audio s (%s)",
-                settings.inference_workers,
-                settings.max_sessions,
-                load.prior.session_cpu,
-                load.prior.source if state.load is load else "unused: the workers' reports decide",
-            )
+            source = load.prior.source if state.load is load else "unused: the workers' reports decide"
+            prior = f"admission prior {load.prior.session_cpu:.3f} CPU-s per audio s ({source})"
+            logger.info("ready: %d inference worker(s), max %d session(s), %s", settings.inference_workers,
+                        settings.max_sessions, prior)
             try:
                 yield
             finally:

@@ -1,13 +1,7 @@
 """Speech recognition with faster-whisper: a cheap draft path for live text, a careful path for commits.
 
-The draft path encodes the open utterance padded only to its own length (plus three seconds)
-instead of Whisper's fixed 30 s, the idea behind whisper.cpp's `audio_ctx`: CTranslate2's
-encoder accepts shorter inputs, and a 4 s window then encodes in ~15 ms instead of ~200 ms.
-Short-padded decoding sometimes loops back to the start of the window once the real audio runs
-out, or stops before its last words (far-field talkers), so drafts are budgeted in tokens and
-trimmed where they repeat their own opening, and the padding is 3 s rather than 1: on the AMI
-excerpts (four start offsets each) word lag p50 fell 0.1-0.5 s and p90 by up to 6 s (trn07), for
-draft CPU +2-19 %.
+The draft path (`whisper_drafts.py`) decodes open utterances greedily from short-padded encoder
+inputs, several sessions' drafts in one call.
 
 The careful path is plain `WhisperModel.transcribe` (30 s context, beam search, word
 timestamps): it decides every committed segment and the final transcript.
@@ -30,22 +24,19 @@ import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import get_ctranslate2_storage
 
 from observability import Metrics
 from services.asr_counters import CountingModel, current_path, current_purpose, recognition_context
 from services.careful_window import WindowBudgetSpent, bound_encoder, encoder_windows
 from services.errors import ASRError, ConfigurationError
 from services.settings import Settings
-from services.transcript_words import segment_of, trim_loop, trim_self_repetition
+from services.transcript_words import segment_of, trim_loop
 from services.types import SAMPLE_RATE, DraftRequest, Segment, Word
+from services.whisper_drafts import WhisperDrafts
 
 logger = logging.getLogger(__name__)
 
 _FRAMES_PER_SECOND = 100  # Whisper log-mel frames per second of audio
-_DRAFT_PAD_FRAMES = 300  # 3 s of silence after a draft window: see above
-_DRAFT_TOKENS_PER_SECOND = 5
-_PROMPT_TOKENS = 8  # read in one decoder pass, yet its length costs; 8 drafted as well as 16 on AMI
 _MAX_FRAMES = 3000
 _MAX_TOKENS = 448  # Whisper's decoder length, prompt included
 _CAREFUL_TOKENS_PER_SECOND = 6  # fast speech is ~5 tokens a second, timestamps included
@@ -64,11 +55,6 @@ class SpeechRecognizer(Protocol):
     def draft_batch(self, requests: Sequence[DraftRequest]) -> list[str]:
         """`draft` of each request, in order (one model call for several when the backend can)."""
         ...
-
-    def _prompt_tokens(self, prompt: str) -> int:
-        """Tokens of faster-whisper's prompt: <|startofprev|>, the text's last 223, the start sequence."""
-        text = len(self._tokenizer.encode(" " + prompt.strip())) if prompt.strip() else -1
-        return 1 + min(text, _MAX_TOKENS // 2 - 1) + len(self._tokenizer.sot_sequence)
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         """Careful segments with word times, shifted by `offset` seconds."""
@@ -146,6 +132,7 @@ class WhisperRecognizer:
         self._tokenizer = Tokenizer(
             model.hf_tokenizer, self.multilingual, task="transcribe", language=self.language or "en"
         )
+        self._drafts = WhisperDrafts(model, self._tokenizer)
 
     @property
     def model(self) -> WhisperModel:
@@ -156,54 +143,12 @@ class WhisperRecognizer:
         return self.draft_batch([DraftRequest(audio, offset, prompt)])[0]
 
     def draft_batch(self, requests: Sequence[DraftRequest]) -> list[str]:
-        """Drafts of several windows (other sessions' too), decoded together: the greedy decoder
-        reads all its weights at every step, so one step for eight sequences costs little more than
-        for one. The windows in a call are padded to the longest.
-
-        CTranslate2 wants the start token at the same place in every prompt of a call, so the
-        prompted windows share the shortest prompt among them (each keeps its latest words) and
-        the unprompted ones go in a call of their own.
-        """
-        texts: list[str] = [""] * len(requests)
-        previous = [self._previous_tokens(request.prompt) for request in requests]
-        shortest = min((len(tokens) for tokens in previous if tokens), default=0)
-        with recognition_context(path="draft"):
-            for prompted in (False, True):
-                group = [i for i, tokens in enumerate(previous) if bool(tokens) is prompted]
-                if not group:
-                    continue
-                prompts = [self._draft_prompt(previous[i][len(previous[i]) - shortest :]) for i in group]
-                decoded = self._draft_group([requests[i] for i in group], prompts)
-                for i, text in zip(group, decoded, strict=True):
-                    texts[i] = text
-        return texts
-
-    def _draft_group(self, requests: list[DraftRequest], prompts: list[list[int]]) -> list[str]:
+        """Drafts of several windows (other sessions' too), in as few model calls as their prompts allow."""
         started = time.perf_counter()
-        durations = [len(request.audio) / SAMPLE_RATE for request in requests]
-        features = [self._model.feature_extractor(request.audio) for request in requests]
-        frames = min(max(f.shape[-1] for f in features) + _DRAFT_PAD_FRAMES, _MAX_FRAMES)
-        batch = np.stack([np.pad(f, ((0, 0), (0, max(0, frames - f.shape[-1]))))[:, :frames] for f in features])
-        budgets = [int(8 + duration * _DRAFT_TOKENS_PER_SECOND) for duration in durations]
-        try:
-            encoded = self._model.model.encode(get_ctranslate2_storage(batch), to_cpu=False)
-            results = self._model.model.generate(
-                encoded,
-                prompts,
-                beam_size=1,
-                max_length=len(prompts[0]) + max(budgets),
-                suppress_blank=True,
-                suppress_tokens=[-1],
-            )
-        except RuntimeError as exc:
-            raise ASRError(f"draft decoding failed: {exc}") from exc
-        texts = []
-        for result, budget in zip(results, budgets, strict=True):
-            # each window keeps what it would have had alone: CTranslate2 stops at half of max_length
-            kept = result.sequences_ids[0][: min((len(prompts[0]) + budget) // 2, budget)]
-            ids = [token for token in kept if token < self._tokenizer.eot]
-            texts.append(trim_self_repetition(self._tokenizer.decode(ids).strip()))
-        self._account("partial", started, sum(durations), passes=len(requests))
+        with recognition_context(path="draft"):
+            texts = self._drafts.decode(requests)
+            seconds = sum(len(request.audio) for request in requests) / SAMPLE_RATE
+            self._account("partial", started, seconds, passes=len(requests))
         return texts
 
     def _account(self, kind: str, started: float, duration: float, passes: int = 1) -> None:
@@ -214,13 +159,6 @@ class WhisperRecognizer:
         self._metrics.asr_audio_seconds.labels(path=path).inc(duration)
         purpose = current_purpose() if kind == "commit" else "window"
         self._metrics.asr_passes.labels(path=path, purpose=purpose).inc(passes)
-
-    def _previous_tokens(self, prompt: str) -> list[int]:
-        return self._tokenizer.encode(" " + prompt.strip())[-_PROMPT_TOKENS:] if prompt.strip() else []
-
-    def _draft_prompt(self, previous: list[int]) -> list[int]:
-        context = [self._tokenizer.sot_prev, *previous] if previous else []
-        return [*context, *self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
 
     def _prompt_tokens(self, prompt: str) -> int:
         """Tokens of faster-whisper's prompt: <|startofprev|>, the text's last 223, the start sequence."""

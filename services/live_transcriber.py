@@ -23,10 +23,8 @@ _HOLDBACK_SECONDS = 1.5
 _PROMPT_CHARS = 200
 _HYSTERESIS = 4 / 7  # speech goes on while the probability stays above this share of the threshold
 _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to noise words
-# A draft re-decodes its whole utterance: re-draft only after new audio of this share of its length.
-_DRAFT_SPACING = 0.1
-# A draft that read exactly like the one before pushes the next one back by this much audio per repeat.
-_STABLE_BACKOFF = int(0.4 * SAMPLE_RATE)
+_DRAFT_SPACING = 0.1  # a draft re-decodes its utterance: re-draft after new audio of this share of it
+_STABLE_BACKOFF = int(0.4 * SAMPLE_RATE)  # a draft like the one before pushes the next back this far
 _MAX_STABLE = 2
 _MAX_BACKLOG_DRAFT = 25 * SAMPLE_RATE  # a draft decodes one 30 s window
 
@@ -35,10 +33,7 @@ class LiveTranscriber:
     """Streaming ASR state of one session over its `SecureAudioBuffer`."""
 
     def __init__(
-        self,
-        recognizer: SpeechRecognizer,
-        buffer: SecureAudioBuffer,
-        policy: LivePolicy,
+        self, recognizer: SpeechRecognizer, buffer: SecureAudioBuffer, policy: LivePolicy,
         metrics: Metrics | None = None,
     ) -> None:
         self._recognizer = recognizer
@@ -93,22 +88,20 @@ class LiveTranscriber:
         start = max(self._commit_start, span[0] - _PRE_ROLL)
         self._drafted_until, self._drafted_at = span[1], now
         end = min(now, span[1] + _POST_ROLL, start + _MAX_BACKLOG_DRAFT)
-        request = DraftRequest(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
-        return self._show_draft(DraftJob(self._draft_id, start, end, None, request), self.decode_draft(request))
+        job = DraftJob(self._draft_id, start, end, None, self._request(start, end))
+        return self._show_draft(job, self.decode_draft(job.request))
 
     def advance(self, *, draft: bool = True) -> list[TranscriptUpdate]:
-        """`step`, then the draft it found due, decoded here: draft or freeze, and stage (not run) a
-        careful pass that is due."""
+        """`step`, with the draft it found due decoded here (no batching): for one-session callers."""
         updates = self.step(draft=draft)
         if (job := self.take_draft()) is not None:
             updates += self.apply_draft(job, self.decode_draft(job.request))
         return updates
 
     def step(self, *, draft: bool = True) -> list[TranscriptUpdate]:
-        """Look at the audio received so far: freeze, stage (not run) a careful pass that is due, and
-        stage a draft that is due for `take_draft` (the caller decodes it, perhaps batched with other
-        sessions' drafts, and hands the text to `apply_draft`). `draft=False` (drafts thinned under
-        load) stages no draft: careful passes keep time."""
+        """Look at the audio received so far: freeze; stage (not run) a careful pass and a draft that are
+        due (`take_draft`: the caller decodes it, perhaps with other sessions', then `apply_draft`).
+        `draft=False` (drafts thinned under load) stages no draft: careful passes keep time."""
         return self._step(final=False, draft=draft)
 
     def decode_draft(self, request: DraftRequest) -> str:
@@ -195,8 +188,7 @@ class LiveTranscriber:
         if not draft or now - self._drafted_at < (now - draft_start) * _DRAFT_SPACING + self._stable * _STABLE_BACKOFF:
             return []
         self._drafted_until, self._drafted_at = last, now
-        request = DraftRequest(self._buffer.read(draft_start, now), draft_start / SAMPLE_RATE, self._prompt())
-        self._draft_due = DraftJob(self._draft_id, draft_start, now, utterance[0], request)
+        self._draft_due = DraftJob(self._draft_id, draft_start, now, utterance[0], self._request(draft_start, now))
         return []
 
     def _speech_span(self, since: int, vad_end: int) -> tuple[int, int] | None:
@@ -205,6 +197,9 @@ class LiveTranscriber:
 
     def _prompt(self) -> str:
         return " ".join(segment.text for segment in self.committed[-4:])[-_PROMPT_CHARS:]
+
+    def _request(self, start: int, end: int) -> DraftRequest:
+        return DraftRequest(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
 
     def _show_draft(self, job: DraftJob, text: str) -> list[TranscriptUpdate]:
         if not text and self._draft_id is None:

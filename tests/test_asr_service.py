@@ -7,9 +7,9 @@ import pytest
 from faster_whisper import decode_audio
 
 from observability import Metrics
-from services.asr_service import WhisperRecognizer, careful_token_budget, load_recognizer, trim_self_repetition
+from services.asr_service import WhisperRecognizer, careful_token_budget, load_recognizer
 from services.errors import ConfigurationError
-from services.transcript_words import trim_loop
+from services.transcript_words import trim_loop, trim_self_repetition
 from services.types import Word
 from tests.support import FIXTURES, load_wav, make_settings
 
