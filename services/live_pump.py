@@ -94,6 +94,7 @@ class LivePump:
         self._commit_task: asyncio.Task[None] | None = None
         self._latest: dict[int, TranscriptUpdate] = {}  # each segment as last sent, for a resumed client
         self._backlog = False  # a takeover's first step drafts what came since the committed text
+        self._seal_at: int | None = None  # where the client left: commit what is open before it
 
     @property
     def committed(self) -> list[Segment]:
@@ -148,6 +149,12 @@ class LivePump:
         """New audio is in the buffer."""
         self._audio_arrived.set()
 
+    def seal(self) -> None:
+        """The client left: commit what is open now, so audio a returning client sends (perhaps not
+        continuing this: a reloaded page) is never heard in one careful window with what came before."""
+        self._seal_at = self._buffer.samples
+        self._audio_arrived.set()
+
     def stop(self) -> None:
         """No more drafts: the recording stopped. The step in flight goes on (see `settle`)."""
         self._running = False
@@ -167,6 +174,7 @@ class LivePump:
         Raises:
             MeetingAssistantError: the recogniser or the audio buffer failed.
         """
+        await self._seal()
         await self._advance(self._transcriber.finish)
 
     def cancel(self) -> None:
@@ -185,6 +193,7 @@ class LivePump:
         while self._running:
             await self._audio_arrived.wait()
             self._audio_arrived.clear()
+            await self._seal()  # even when stopped meanwhile (a client back at once): before the stop's commit
             if not self._running or self._buffer.samples - self._transcriber.processed_samples < self._interval:
                 continue
             try:
@@ -204,6 +213,18 @@ class LivePump:
                 logger.exception("live transcription step failed (session %s)", self._session_id)
                 self._metrics.job_failures.labels(stage="asr_live").inc()
                 await asyncio.sleep(self._interval / SAMPLE_RATE)
+
+    async def _seal(self) -> None:
+        if (at := self._seal_at) is None:
+            return
+        self._seal_at = None
+        if self._commit_task is not None:
+            await self._commit_task  # never raises
+        try:
+            await self._advance(functools.partial(self._transcriber.seal, at))
+        except Exception:  # the stop commits what is still open
+            logger.exception("committing at the client's leaving failed (session %s)", self._session_id)
+            self._metrics.job_failures.labels(stage="asr_live").inc()
 
     async def _draft_step(self) -> None:
         """A step that may stage a draft; the draft decoded (with other sessions' drafts) and shown."""

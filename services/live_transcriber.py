@@ -147,8 +147,18 @@ class LiveTranscriber:
                 updates += self.apply_commit(job, self.transcribe_commit(job))
             return updates + self._step(final=True)
 
-    def _step(self, *, final: bool, draft: bool = True) -> list[TranscriptUpdate]:
-        now = self._buffer.samples
+    def seal(self, at: int) -> list[TranscriptUpdate]:
+        """Commit what is open before sample `at`, as at a pause: the client left there, and what comes
+        next may not continue it (a reloaded page records afresh). The next window is heard as after a
+        forced cut (a client resending the rest may be mid-phrase). Not while a pass is staged or in flight."""
+        if self._staged is not None or self._in_flight is not None or at <= self._commit_start:
+            return []
+        updates = self._step(final=True, until=at)
+        self._cut_at = self._commit_start
+        return updates
+
+    def _step(self, *, final: bool, draft: bool = True, until: int | None = None) -> list[TranscriptUpdate]:
+        now = self._buffer.samples if until is None else min(until, self._buffer.samples)
         self._vad.feed(self._buffer.read(self._vad_fed, now))
         self._vad_fed = now
         self.processed_samples = now

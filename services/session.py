@@ -273,6 +273,7 @@ class RecordingSession:
         self._parts.buffer.append(self._decoder.flush())
         self._parts.detach()
         if resumable and self._resumes.grace_seconds > 0:
+            self._parts.pump.seal()
             self._resumes.park(ParkedRecording(self.id, self._title, self._started_at, self._parts))
         else:
             self._parts.pump.stop()

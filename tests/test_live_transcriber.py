@@ -22,7 +22,11 @@ def recognizer(tmp_path_factory: pytest.TempPathFactory) -> WhisperRecognizer:
 
 
 def _stream(
-    recognizer: WhisperRecognizer, pcm: np.ndarray, key: str | None = None, max_utterance: float = 8.0
+    recognizer: WhisperRecognizer,
+    pcm: np.ndarray,
+    key: str | None = None,
+    max_utterance: float = 8.0,
+    left_at: int | None = None,
 ) -> tuple[list[tuple[float, TranscriptUpdate]], LiveTranscriber]:
     buffer = SecureAudioBuffer(AudioCipher(key))
     live = LiveTranscriber(recognizer, buffer, LivePolicy(max_utterance=max_utterance))
@@ -33,6 +37,8 @@ def _stream(
         updates += [(buffer.samples / 16000, u) for u in live.advance()]
         if (job := live.take_commit()) is not None:  # the session runs it beside the next drafts
             updates += [(buffer.samples / 16000, u) for u in live.apply_commit(job, live.transcribe_commit(job))]
+        if buffer.samples == left_at:  # the client left here (LivePump.seal)
+            updates += [(buffer.samples / 16000, u) for u in live.seal(left_at)]
     updates += [(buffer.samples / 16000, u) for u in live.finish()]
     return updates, live
 
@@ -55,6 +61,20 @@ def test_drafts_come_while_speaking_and_commits_never_change(recognizer: Whisper
     for phrase in ("launch plan", "website", "monday", "first of march", "budget report", "friday", "next week"):
         assert phrase in text
     assert [s.start for s in live.committed] == sorted(s.start for s in live.committed)
+
+
+def test_a_client_leaving_mid_phrase_has_what_it_said_committed_apart(recognizer: WhisperRecognizer) -> None:
+    """A page reloaded mid-phrase records afresh: "Good morning everyone, let's review the launch plan
+    for the new" then the whole meeting again. Heard in one careful window, the two openings ran
+    together into one segment (and through Chromium's gain, "Good" came out "Don't")."""
+    pcm, _ = load_wav("meeting_two_voices.wav")
+    left = int(4.2 * 16000)
+    _, live = _stream(recognizer, np.concatenate([pcm[:left], pcm]), left_at=left)
+    texts = [segment.text.lower() for segment in live.committed]
+    before = [text for segment, text in zip(live.committed, texts, strict=True) if segment.end <= 4.2 + 0.1]
+    assert any("good morning" in text for text in before), texts
+    assert " ".join(texts).count("good morning") == 2 and not any(text.count("morning") > 1 for text in texts), texts
+    assert "budget report" in " ".join(texts)
 
 
 def test_silence_is_never_decoded_into_words(recognizer: WhisperRecognizer) -> None:

@@ -150,7 +150,11 @@ def test_reload_mid_recording_keeps_the_meeting(browser: Browser, server: str) -
     (meeting_id,) = new
     stored = api(page, f"{server}/api/meetings/{meeting_id}")
     assert stored["title"] == "Reload check"
-    assert "morning" in stored["transcript"].lower() and "budget" in stored["transcript"].lower()
+    # The fake microphone plays the script from its start again after the reload, so its opening, "Good
+    # morning everyone" (its only "everyone"), is heard twice: once from before the reload. (Through
+    # Chromium's gain control the first "Good morning" is sometimes heard as "Don't worry".)
+    words = stored["transcript"].lower()
+    assert words.count("everyone") >= 2 and "budget" in words, words
 
     # After stop, a reload shows the finished meeting from the store.
     page.reload()

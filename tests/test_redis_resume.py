@@ -46,6 +46,7 @@ from tests.redis_server import (
     worker,
 )
 from tests.support import load_wav, make_settings, ws_url
+from tests.test_session import straddles
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -72,10 +73,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster((first, second), redis_url, tmp)
 
 
-async def _until_message(ws: Any, check: Any, limit: float = 120.0) -> dict[str, Any]:
+async def _until_message(
+    ws: Any, check: Any, limit: float = 120.0, seen: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     async with asyncio.timeout(limit):
         while True:
             message = json.loads(await ws.recv())
+            if seen is not None:
+                seen.append(message)
             if check(message):
                 return message
 
@@ -94,15 +99,18 @@ async def _recording(base_url: str, pcm: np.ndarray) -> AsyncIterator[tuple[Any,
         ws.transport.abort()
 
 
-async def _resume_and_finish(base_url: str, session_id: str, pcm: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Resume `session_id` on `base_url`, send the rest of `pcm`, stop: the answer and the final."""
+async def _resume_and_finish(
+    base_url: str, session_id: str, pcm: np.ndarray, seen: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resume `session_id` on `base_url`, send the rest of `pcm`, stop: the answer and the final
+    (and every message after the answer in `seen`)."""
     async with websockets.connect(ws_url(base_url), max_size=None) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16_000, "resume": session_id}))
         answer = await _until_message(ws, lambda m: m.get("resumed") or m["type"] == "error")
         assert answer.get("resumed"), answer
         await ws.send(pcm[int(answer["received_seconds"] * 16_000) :].tobytes())
         await ws.send(json.dumps({"type": "stop"}))
-        final = await _until_message(ws, lambda m: m["type"] == "final", limit=300)
+        final = await _until_message(ws, lambda m: m["type"] == "final", limit=300, seen=seen)
     return answer, final
 
 
@@ -127,10 +135,13 @@ async def test_a_dropped_socket_resumes_on_another_gateway(cluster: Cluster) -> 
     cut = 10 * 16_000
     async with _recording(cluster.gateways[0], pcm[:cut]) as (_, session_id):
         pass  # the network goes: gateway 1 parks the recording
-    answer, final = await _resume_and_finish(cluster.gateways[1], session_id, pcm)
+    seen: list[dict[str, Any]] = []
+    answer, final = await _resume_and_finish(cluster.gateways[1], session_id, pcm, seen)
 
     assert answer["session_id"] == session_id and answer["received_seconds"] == pytest.approx(10.0, abs=0.01)
     _check_final(final, pcm, session_id)
+    committed = [m for m in seen if m["type"] == "partial_transcript" and m["committed"] and m["text"]]
+    assert not any(straddles(m, 10.0) for m in committed), f"the worker committed at the drop: {committed}"
     await _let_go_logged(cluster.logs / "gateway_1.log", session_id)
     await nothing_left(cluster.redis_url)  # gateway 1 wrote no stop or cancel marker of its own
     async with httpx.AsyncClient(timeout=30) as http:

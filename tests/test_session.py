@@ -12,6 +12,7 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,6 +48,11 @@ def _session(pipeline: MeetingPipeline, limits: SessionLimits = LIMITS) -> tuple
 def _pcm(seconds: float | None = None) -> bytes:
     pcm, _ = load_wav("one_voice.wav")
     return (pcm if seconds is None else pcm[: int(seconds * 16000)]).tobytes()
+
+
+def straddles(segment: dict[str, Any], at: float) -> bool:
+    """Whether a final's segment runs across `at` (a word's width either side allowed)."""
+    return bool(segment["start"] < at - 0.5 and segment["end"] > at + 0.5)
 
 
 def _codes(socket: FakeWebSocket) -> list[str]:
@@ -268,6 +274,33 @@ async def test_a_dropped_client_resumes_its_recording_and_gets_one_final_for_all
     assert final["metrics"]["audio_seconds"] == pytest.approx(len(audio) / 32000, abs=0.02), "the whole meeting"
     assert "quarterly numbers" in final["transcript"] and "survey results" in final["transcript"]
     assert len(hook.records) == 1 and hook.records[0].title == "Numbers"
+
+
+async def test_a_client_that_left_mid_phrase_finds_what_came_before_committed_apart(
+    pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
+) -> None:
+    """The socket drops in the middle of "The quarterly numbers look strong and sales grew": what came
+    before is committed as the client left (a reloaded page records afresh, so what follows may not
+    continue it) and no committed segment runs across the drop."""
+    pipeline, _ = pipeline_and_hook
+    resumes = ResumeRegistry(30.0, lambda parked: pytest.fail("the recording was resumed, not expired"))
+    first = FakeWebSocket()
+    session = RecordingSession(first, "drop", pipeline, LIMITS, resumes)  # type: ignore[arg-type]
+    first.json({"type": "start"})
+    audio = _pcm()
+    first.audio(audio[: 3 * 32000])
+    first.disconnect()
+    await session.run()
+    second = FakeWebSocket()
+    resumed = RecordingSession(second, "other", pipeline, LIMITS, resumes)  # type: ignore[arg-type]
+    second.json({"type": "start", "resume": "drop"})
+    second.audio(audio[3 * 32000 :])
+    second.json({"type": "stop"})
+    await resumed.run()
+    committed = [m for m in second.of_type("partial_transcript") if m["committed"] and m["text"]]
+    assert len(committed) >= 2 and not any(straddles(m, 3.0) for m in committed), committed
+    (final,) = second.of_type("final")
+    assert "quarterly numbers" in final["transcript"] and "survey results" in final["transcript"]
 
 
 async def test_resuming_an_unknown_session_is_refused_and_a_new_one_can_start(

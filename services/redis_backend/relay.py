@@ -66,6 +66,7 @@ class RemotePump:
         """What the worker stores the meeting as (set when it is listed, before any audio)."""
         self._wake = asyncio.Event()
         self._ending: bytes | None = None  # streams.END value once the session is over
+        self._left = False  # the client left: mark the place in the audio stream (streams.LEFT)
         self._stopped_at = 0.0
         self._queued = False
         self._forwarder: asyncio.Task[None] | None = None
@@ -86,6 +87,11 @@ class RemotePump:
     def notify(self) -> None:
         self._ensure_forwarder()
         self._wake.set()
+
+    def seal(self) -> None:
+        """The client left: the worker commits what is open at this point of the audio (`LivePump.seal`)."""
+        self._left = True
+        self.notify()
 
     def stop(self) -> None:
         """No more audio comes (the stop marker follows the last chunk once `end()` is called)."""
@@ -130,12 +136,12 @@ class RemotePump:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            ending = self._ending
-            chunks = self._buffer.take()
+            ending, left = self._ending, self._left
+            chunks, self._left = self._buffer.take(), False
             while True:
                 raise_if_cancelled()
                 try:
-                    await self._write(chunks, ending)
+                    await self._write(chunks, ending, left)
                     self._written += sum(samples for _, samples in chunks)
                     self._wrote.set()
                     break
@@ -147,7 +153,7 @@ class RemotePump:
                     self._reader.cancel()  # no final comes for a dropped meeting
                 return
 
-    async def _write(self, chunks: list[tuple[bytes, int]], ending: bytes | None) -> None:
+    async def _write(self, chunks: list[tuple[bytes, int]], ending: bytes | None, left: bool = False) -> None:
         if not self._queued and not chunks and ending != b"stop":
             return  # nothing was ever sent: no worker needs to hear of it
         if not self._queued and self._id not in self._reservations.held:  # an upload: counted while it waits
@@ -156,6 +162,8 @@ class RemotePump:
         async with self._redis.pipeline(transaction=False) as pipe:
             for chunk, samples in chunks:
                 pipe.xadd(key, {streams.CHUNK: chunk, streams.SAMPLES: str(samples).encode()})
+            if left:
+                pipe.xadd(key, {streams.LEFT: b"1"})
             if ending is not None:
                 pipe.xadd(key, {streams.END: ending, streams.STOPPED_AT: repr(self._stopped_at).encode()})
             pipe.expire(key, streams.STREAM_TTL_SECONDS)

@@ -35,6 +35,7 @@ DONE_TTL_SECONDS = 3600
 CHUNK = b"a"  # a sealed PCM16 chunk
 SAMPLES = b"n"  # its samples
 END = b"end"  # b"stop" (finish it) or b"cancel" (drop it)
+LEFT = b"l"  # the client left here (its socket dropped): commit what is open (`LivePump.seal`)
 STOPPED_AT = b"t"  # unix time of the stop, for stop -> final across processes
 
 # result entry fields

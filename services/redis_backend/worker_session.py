@@ -227,12 +227,21 @@ async def _feed_audio(session_id: str, context: WorkerContext, parts: SessionPar
                 if streams.END in fields:
                     end = AudioEnd(fields[streams.END], float(fields.get(streams.STOPPED_AT) or time.time()))
                     break
+                if streams.LEFT in fields:  # the client left here: what it sends next may not continue this
+                    await _append(context, parts, sealed)
+                    sealed = []
+                    parts.pump.seal()
+                    continue
                 sealed.append(fields[streams.CHUNK])
-        if sealed:  # a takeover's or an upload's backlog is seconds of Fernet work: off the event loop
-            await asyncio.to_thread(_append_sealed, context.cipher, parts.buffer, sealed)
-            parts.pump.notify()
+        await _append(context, parts, sealed)
         if end is not None:
             return end
+
+
+async def _append(context: WorkerContext, parts: SessionParts, sealed: list[bytes]) -> None:
+    if sealed:  # a takeover's or an upload's backlog is seconds of Fernet work: off the event loop
+        await asyncio.to_thread(_append_sealed, context.cipher, parts.buffer, sealed)
+        parts.pump.notify()
 
 
 def _append_sealed(cipher: AudioCipher, buffer: SecureAudioBuffer, sealed: list[bytes]) -> None:
