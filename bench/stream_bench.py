@@ -13,6 +13,9 @@ diariser), streams the audio over /ws in 100 ms frames at real-time pace and rep
 - /health latency while streaming (the event loop must stay free);
 - final WER against the script (espeak-ng recordings) and against bare faster-whisper;
 - live coverage: the share of reference words shown (in any partial) before stop;
+- speakers: DER (pyannote.metrics, collar ±0.25 s) of the final's speaker-labelled segments, the
+  transcript as its reader sees it, against the reference turns (`dev.rttm` beside the AMI
+  excerpts, the JSON beside a script), and the speakers found / in the reference;
 - the ASR counters of /metrics for the file: encoder and decoder calls, temperature fallbacks,
   re-decodes of skipped regions, audio seconds decoded, per path (draft, careful, stop), and the
   VAD onset delay (audio seconds from an utterance's onset to its first draft);
@@ -38,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,7 +278,39 @@ async def stream_once(
     result["last_commit_at"] = last_commit[0]
     result["final_metrics"] = json.dumps(final["metrics"])
     result["transcript"] = " ".join(s["text"] for s in final["segments"])  # type: ignore[index, union-attr]
+    result["segments"] = json.dumps(final["segments"])
     return result
+
+
+def reference_turns(path: Path) -> list[tuple[float, float, str]]:
+    """Who spoke when: the AMI excerpt's turns in `dev.rttm` beside it, or the script's JSON."""
+    rttm, script = path.parent / "dev.rttm", path.with_suffix(".json")
+    if script.exists():
+        return [(t["start"], t["end"], t["speaker"]) for t in json.loads(script.read_text())["turns"]]
+    if rttm.exists():
+        uri = path.stem.removeprefix("ami_")
+        fields = [line.split() for line in rttm.read_text().splitlines()]
+        return [(float(f[3]), float(f[3]) + float(f[4]), f[7]) for f in fields if len(f) > 7 and f[1] == uri]
+    return []
+
+
+def speaker_score(segments: list[dict[str, object]], reference: list[tuple[float, float, str]]) -> str:
+    """DER (collar ±0.25 s) of the final's labelled segments and speakers found / true, or "-"."""
+    if not reference:
+        return "-"
+    from pyannote.core import Annotation, Segment  # bench-only dependency (requirements-dev.txt)
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    truth, ours = Annotation(), Annotation()
+    for start, end, speaker in reference:
+        truth[Segment(start, end)] = speaker
+    for segment in segments:
+        if segment.get("speaker") and float(segment["end"]) > float(segment["start"]):  # type: ignore[arg-type]
+            ours[Segment(float(segment["start"]), float(segment["end"]))] = segment["speaker"]  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "uem approximated by the union of extents": expected
+        der = DiarizationErrorRate(collar=0.5)(truth, ours)
+    return f"{der:.1%}, {len(ours.labels())}/{len(truth.labels())}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -328,6 +364,8 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
     through_final = cpu_used / (duration * streams)
     print(f"offline floor                {floor:.3f} CPU-s/s   (ratio through final {through_final / floor:.2f})")
     print(f"words shown live before stop {live:.0%}")
+    speakers = speaker_score(json.loads(str(run["segments"])), reference_turns(path))
+    print(f"speakers (DER, found/true)   {speakers}")
     print(f"ASR counters for this file:\n{counters}")
     hypothesis = " ".join(words_of(str(run["transcript"])))
     bare = " ".join(words_of(bare_text))
@@ -351,6 +389,7 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
             f"/{summary['redecode']:.0f}",
             "careful": f"{summary['decoded_per_s']:.2f}",
             "onset": f"{summary['onset']:.2f}",
+            "speakers": speakers,
         }
     )
 
@@ -359,11 +398,13 @@ def print_table() -> None:
     """One table of every file: the figures the targets are stated in, then where the work went."""
     header = (
         "| recording | word lag p50 / p90 s | live before stop | CPU-s per audio s through final (x floor) "
-        "| stop -> final s | final WER | encode/generate/fallback/re-decode | careful audio s per s | onset delay s |"
+        "| stop -> final s | final WER | DER, speakers found/true | encode/generate/fallback/re-decode "
+        "| careful audio s per s | onset delay s |"
     )
-    print("\n" + header + "\n|" + " --- |" * 9)
+    print("\n" + header + "\n|" + " --- |" * 10)
     for row in ROWS:
-        cells = [row[k] for k in ("file", "lag", "live", "cpu", "final", "wer", "calls", "careful", "onset")]
+        keys = ("file", "lag", "live", "cpu", "final", "wer", "speakers", "calls", "careful", "onset")
+        cells = [row[k] for k in keys]
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
