@@ -10,10 +10,11 @@ The `LoadMeter` turns readings taken every `TICK_SECONDS` into three answers:
   fewer of them keep careful passes (committed text) and finals at speed; those also run before
   drafts among waiting calls (`Priority.DRAFT`).
 - **cost per session**: CPU seconds per live audio second, measured (a moving average over
-  ~`COST_SECONDS`) while the drafts are thinned to the full, since that is the regime of a full box;
-  until then the prior (`SessionPrior`: ADMISSION_SESSION_CPU when set, else calibrated to this
-  machine at start-up by `services/calibration.py`), or the cost measured with fuller drafts when
-  that is lower (thinning only lowers it).
+  ~`COST_SECONDS`, starting from the prior, trusted after `_WARM_UP_SECONDS` of live audio) while
+  the drafts are thinned to the full, since that is the regime of a full box; until then the prior
+  (`SessionPrior`: ADMISSION_SESSION_CPU when set, else calibrated to this machine at start-up by
+  `services/calibration.py`), or the cost measured with fuller drafts when that is lower (thinning
+  only lowers it).
 - **capacity**: the sessions that still fit, `floor(cores * cpu_target / cost) - active`, capped by
   MAX_SESSIONS, and zero while the live lag guard is tripped: worst live lag (audio waiting beyond
   the draft interval, of sessions sent at real-time pace: a burst is no sign of overload) over
@@ -43,6 +44,11 @@ _RATE_SECONDS = 2.0
 """Time constant of the CPU and audio rates that steer the draft interval."""
 _MIN_AUDIO_RATE = 0.5
 """Live audio seconds per second below which the cost is not measured (too little to tell)."""
+_WARM_UP_SECONDS = 30.0
+"""Seconds of live audio flowing before a measured cost replaces the prior: a meeting's first seconds
+cost a third of the rest (its careful passes and speaker embeddings come later), so a burst measured
+then made two 1-core workers report room for 10-11 more each while they served 5-6, and 13 meetings
+were admitted where 10 fit."""
 UNCALIBRATED_SESSION_CPU = 0.6
 """The prior when ADMISSION_SESSION_CPU is unset and the start-up calibration has not run (or could
 not): one meeting alone on a 2-core machine about 3x slower than the one the README measures on."""
@@ -123,6 +129,7 @@ class LoadMeter:
         self._audio_rate = 0.0  # live audio seconds per second, short average
         self._cost: float | None = None  # CPU-s per audio s, measured with the drafts thinned to the full
         self._cost_unthinned: float | None = None  # the same with fuller drafts: an upper bound
+        self._measured_seconds = 0.0  # seconds of live audio flowing the costs were measured over
         self._stretch = 1.0
         self.lag = 0.0
         self.queue_wait = 0.0
@@ -144,6 +151,8 @@ class LoadMeter:
     @property
     def session_cost(self) -> float:
         """CPU seconds one live meeting costs per audio second (measured, or the prior)."""
+        if self._measured_seconds < _WARM_UP_SECONDS:
+            return self.prior.session_cpu
         if self._cost is not None:
             return self._cost
         return min(self.prior.session_cpu, self._cost_unthinned or self.prior.session_cpu)
@@ -168,10 +177,11 @@ class LoadMeter:
         if self._audio_rate >= _MIN_AUDIO_RATE:
             measured = self._cpu_rate / self._audio_rate
             weight = 1.0 - math.exp(-elapsed / COST_SECONDS)
+            self._measured_seconds += elapsed
             if self._stretch * self.policy.draft_interval >= self.policy.max_draft_interval:
-                self._cost = _average(self._cost, measured, weight)
+                self._cost = _average(self._cost, measured, weight, self.prior.session_cpu)
             else:
-                self._cost_unthinned = _average(self._cost_unthinned, measured, weight)
+                self._cost_unthinned = _average(self._cost_unthinned, measured, weight, self.prior.session_cpu)
         self._guard(reading.at)
         if self._metrics is not None:
             self._metrics.session_cpu_cost.set(self.session_cost)
@@ -255,8 +265,11 @@ class AdmissionMeter(Protocol):
     def describe(self, active: int) -> dict[str, object]: ...
 
 
-def _average(average: float | None, value: float, weight: float) -> float:
-    return value if average is None else average + (value - average) * weight
+def _average(average: float | None, value: float, weight: float, start: float) -> float:
+    """The moving average moved toward `value`; it starts from `start` (the prior), not from the first
+    reading, which comes from the cheap first seconds of the meetings."""
+    average = start if average is None else average
+    return average + (value - average) * weight
 
 
 class LoadSource(Protocol):

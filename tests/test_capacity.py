@@ -72,15 +72,29 @@ def test_short_cpu_thins_drafts_to_the_limit_and_room_brings_them_back() -> None
 
 def test_the_cost_is_measured_once_drafts_are_thinned_and_sets_how_many_fit() -> None:
     meter = LoadMeter(POLICY, Metrics())
-    _feed(meter, 120, cores_busy=1.9, audio_rate=9.5)  # 0.2 CPU-s per audio s with drafts thinned
+    _feed(meter, 120, cores_busy=1.9, audio_rate=9.6)  # 0.198 CPU-s per audio s with drafts thinned
     assert meter.session_cost == pytest.approx(0.2, rel=0.05)
     assert meter.fits() == 9
     expensive = LoadMeter(POLICY, Metrics())
     _feed(expensive, 120, cores_busy=1.95, audio_rate=3.0)  # 0.65: a box where meetings cost more
     assert expensive.fits() == 2 and expensive.capacity(active=2) == 0
     quiet = LoadMeter(POLICY, Metrics())
-    _feed(quiet, 120, cores_busy=0.4, audio_rate=4.0)  # 0.1 with full drafts: thinned can only be cheaper
+    _feed(quiet, 120, cores_busy=0.4, audio_rate=4.1)  # 0.098 with full drafts: thinned can only be cheaper
     assert quiet.draft_interval == pytest.approx(0.4) and quiet.fits() == 18
+
+
+def test_the_cheap_first_seconds_of_a_burst_do_not_open_the_box() -> None:
+    """Young meetings cost little (no careful pass yet): measured then, a 1-core worker at prior 0.17
+    said 10 more fit beside its 6. The prior plans through the warm-up, then the measured average
+    (started from the prior) takes over."""
+    one_core = CapacityPolicy(max_sessions=16, cores=1.0, cpu_target=0.9, session_cpu=0.17)
+    meter = LoadMeter(one_core, Metrics())
+    at = _feed(meter, 10, cores_busy=0.3, audio_rate=6.0)  # 0.05 CPU-s per audio s in the first seconds
+    assert meter.fits() == 5 and meter.capacity(active=5) == 0  # floor(1 core x 0.9 / 0.17)
+    at = _feed(meter, 15, cores_busy=0.3, audio_rate=6.0, start=at)
+    assert meter.fits() == 5, "25 s of live audio: still the prior"
+    _feed(meter, 120, cores_busy=0.3, audio_rate=6.0, start=at)  # a cheap box for minutes: believed
+    assert meter.fits() == 17  # floor(0.9 / 0.0501): the average started from the prior
 
 
 def test_the_calibrated_prior_plans_until_the_measured_cost_replaces_it() -> None:
