@@ -40,15 +40,18 @@ class CarefulPass:
         self._skipped = skipped
 
     def segments(
-        self, start: int, end: int, *, prompt: str, cut_word: str | None = None, whole: bool = True
+        self, start: int, end: int, *, prompt: str, after_cut: list[Segment] | None = None, whole: bool = True
     ) -> list[Segment]:
         """The careful segments of [start, end), conditioned on `prompt` (the committed tail).
 
-        `cut_word`: when `start` is where a forced cut fell, the committed head's last word
-        (normalised, "" if none); None otherwise. `whole`: the whole window is being committed, so a
-        skipped end is decoded too.
+        `after_cut`: when `start` is where a forced cut fell, the last committed segment (if any);
+        None otherwise. `whole`: the whole window is being committed, so a skipped end is decoded too.
         """
-        segments = self._after_cut(start, end, cut_word) if cut_word is not None else self._read(start, end, prompt)
+        if after_cut is not None:
+            last_words = after_cut[-1].words if after_cut else []
+            segments = self._after_cut(start, end, word_key(last_words[-1].text) if last_words else "")
+        else:
+            segments = self._read(start, end, prompt)
         if not segments:
             return segments
         opening = int(segments[0].start * SAMPLE_RATE)

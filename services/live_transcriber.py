@@ -13,8 +13,8 @@ from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
 from services.careful_pass import CarefulPass
 from services.live_policy import CommitJob, DraftJob, LivePolicy
-from services.transcript_words import cut_index, deal_words, empty_segment, segment_of, word_key
-from services.types import SAMPLE_RATE, DraftRequest, Segment, TranscriptUpdate, Word
+from services.transcript_words import deal_words, empty_segment, segment_of, split_head, word_key
+from services.types import SAMPLE_RATE, DraftRequest, Segment, TranscriptUpdate
 from services.vad import FRAME_SAMPLES, StreamingVAD
 
 _PRE_ROLL = int(0.2 * SAMPLE_RATE)
@@ -232,11 +232,8 @@ class LiveTranscriber:
         self._draft_start = max(self._draft_start, end)
 
     def _careful(self, start: int, end: int, *, whole: bool = True) -> list[Segment]:
-        cut_word = None
-        if start == self._cut_at:
-            last = self.committed[-1].words[-1].text if self.committed and self.committed[-1].words else ""
-            cut_word = word_key(last)
-        return self._careful_pass.segments(start, end, prompt=self._prompt(), cut_word=cut_word, whole=whole)
+        after_cut = self.committed[-1:] if start == self._cut_at else None
+        return self._careful_pass.segments(start, end, prompt=self._prompt(), after_cut=after_cut, whole=whole)
 
     def _skipped_speech(self, start: int, end: int) -> bool:
         """Whether [start, end) is at least a second long and the VAD heard speech in it."""
@@ -246,31 +243,23 @@ class LiveTranscriber:
     def _commit_head(self, start: int, end: int, not_before: int) -> list[TranscriptUpdate]:
         """A long utterance: commit its settled head, keep the recent tail open as a draft.
 
-        The cut falls inside the long utterance (after `not_before`) when it can, so the tail left
-        open is short. Nothing after the last word Whisper returned is committed: Whisper drops a
-        sentence that the window cuts off, and that audio must stay open to be decoded later.
+        Nothing after the last word Whisper returned is committed: Whisper drops a sentence that the
+        window cuts off, and that audio must stay open to be decoded later.
         """
         segments = self._careful(start, end, whole=False)
         words = [word for segment in segments for word in segment.words]
-        latest = end / SAMPLE_RATE - _HOLDBACK_SECONDS
-        cut = cut_index(words, not_before / SAMPLE_RATE, latest)
-        if cut is None:
-            cut = cut_index(words, 0.0, latest)
-        if cut is None:  # nothing settled yet: let more audio come before paying for this again
+        split = split_head(words, not_before / SAMPLE_RATE, end / SAMPLE_RATE - _HOLDBACK_SECONDS)
+        if split is None:  # nothing settled yet: let more audio come before paying for this again
             self._head_retry_at = end + self._max_utterance // 2
             return []
-        head, tail = words[: cut + 1], words[cut + 1 :]
+        head, tail = split
         boundary = int((head[-1].end + tail[0].start) / 2 * SAMPLE_RATE)
         updates = self._settle(self._stage(start, max(start, min(end, boundary))), [segment_of(head)])
         self._cut_at = self._commit_start
-        updates += self._draft_from_words(tail)
-        return updates
-
-    def _draft_from_words(self, words: list[Word]) -> list[TranscriptUpdate]:
-        self._draft_id = self._new_id()
-        self._pending.append((self._draft_id, words[0].start))
-        self._drafts[self._draft_id] = segment_of(words)
-        return [TranscriptUpdate(self._draft_id, self._drafts[self._draft_id], committed=False)]
+        self._draft_id = self._new_id()  # the tail stays open, shown as the utterance's draft
+        self._pending.append((self._draft_id, tail[0].start))
+        self._drafts[self._draft_id] = segment_of(tail)
+        return [*updates, TranscriptUpdate(self._draft_id, self._drafts[self._draft_id], committed=False)]
 
     def _stage(self, start: int, end: int) -> CommitJob:
         """Hand the drafts of [start, end) to a commit; drafting goes on after `end`."""

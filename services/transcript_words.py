@@ -26,6 +26,15 @@ def cut_index(words: list[Word], earliest_end: float, latest_end: float) -> int 
     return max(candidates, key=lambda i: (round(words[i + 1].start - words[i].end, 2), i))
 
 
+def split_head(words: list[Word], not_before: float, latest_end: float) -> tuple[list[Word], list[Word]] | None:
+    """A long utterance's settled head and open tail: cut after `not_before` when it can, so the tail
+    left open is short, and never after a word ending past `latest_end`; None when nothing settled."""
+    cut = cut_index(words, not_before, latest_end)
+    if cut is None:
+        cut = cut_index(words, 0.0, latest_end)
+    return None if cut is None else (words[: cut + 1], words[cut + 1 :])
+
+
 def deal_words(segments: list[Segment], starts: list[float]) -> list[Segment]:
     """Split the words of `segments` at the utterance start times `starts` (one piece per start)."""
     words = [word for segment in segments for word in segment.words]

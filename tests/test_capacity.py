@@ -20,8 +20,9 @@ from observability import Metrics
 from services.admission import SessionCounter
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.calibration import prior_from_reference
-from services.capacity import CapacityPolicy, LiveLoad, LoadMeter, Reading, SessionPrior
+from services.capacity import CapacityPolicy, LoadMeter, SessionPrior
 from services.fake_recognizer import FakeRecognizer
+from services.live_load import LiveLoad, Reading
 from services.live_policy import LivePolicy
 from services.live_pump import LivePump
 from services.live_transcriber import LiveTranscriber

@@ -27,7 +27,8 @@ import websockets
 from redis.asyncio import Redis
 
 from observability import Metrics
-from services.capacity import CapacityPolicy, LoadMeter, Reading
+from services.capacity import CapacityPolicy, LoadMeter
+from services.live_load import Reading
 from services.redis_backend import fleet, streams
 from services.redis_backend.fleet import FleetLoad, WorkerLoad, read_reports
 from services.redis_backend.reservations import Reservations
