@@ -133,3 +133,8 @@ async def stream_audio(
             await reading
     final = next(m for m in messages if m["type"] == "final")
     return {"final": final, "messages": messages, "stop_sent_at": stop_sent_at, "began": began}
+
+
+def straddles(segment: dict[str, Any], at: float) -> bool:
+    """Whether a transcript segment on the wire runs across `at` (a word's width either side allowed)."""
+    return bool(segment["start"] < at - 0.5 and segment["end"] > at + 0.5)

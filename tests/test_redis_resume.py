@@ -45,8 +45,7 @@ from tests.redis_server import (
     script_words,
     worker,
 )
-from tests.support import load_wav, make_settings, ws_url
-from tests.test_session import straddles
+from tests.support import load_wav, make_settings, straddles, ws_url
 
 pytestmark = pytest.mark.timeout(900)
 

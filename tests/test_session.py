@@ -12,7 +12,6 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ from services.session_state import SessionState
 from services.sql_meeting_store import SqlMeetingStore, sqlite_url
 from services.stored_meeting import MeetingStatus
 from tests.fakes.pipeline import FakeWebSocket, RecordingHook, fake_pipeline, scripted_words
-from tests.support import load_wav
+from tests.support import load_wav, straddles
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,11 +47,6 @@ def _session(pipeline: MeetingPipeline, limits: SessionLimits = LIMITS) -> tuple
 def _pcm(seconds: float | None = None) -> bytes:
     pcm, _ = load_wav("one_voice.wav")
     return (pcm if seconds is None else pcm[: int(seconds * 16000)]).tobytes()
-
-
-def straddles(segment: dict[str, Any], at: float) -> bool:
-    """Whether a final's segment runs across `at` (a word's width either side allowed)."""
-    return bool(segment["start"] < at - 0.5 and segment["end"] > at + 0.5)
 
 
 def _codes(socket: FakeWebSocket) -> list[str]:
