@@ -115,6 +115,18 @@ def wait_for_words(page: Page, *words: str, timeout: float) -> float:
     return time.monotonic() - began
 
 
+def wait_for_committed_words(page: Page, *words: str, timeout: float) -> float:
+    """Wait until the committed (not tentative) transcript holds all `words`; return the wait."""
+    began = time.monotonic()
+    page.wait_for_function(
+        "words => { const t = [...document.querySelectorAll('#transcript .seg:not(.tentative)')]"
+        ".map(s => s.textContent).join(' ').toLowerCase(); return words.every(w => t.includes(w)); }",
+        arg=[w.lower() for w in words],
+        timeout=timeout * 1000,
+    )
+    return time.monotonic() - began
+
+
 # Every text #notice and #status show, kept in the page: a notice such as "reconnecting in 1 s…"
 # may last a quarter of a second, shorter than expect()'s polling interval.
 _KEEP_SHOWN = """

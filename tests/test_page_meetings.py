@@ -21,6 +21,7 @@ from tests.test_page import (
     keep_shown,
     launch,
     transcript_text,
+    wait_for_committed_words,
     wait_for_shown,
     wait_for_words,
 )
@@ -107,7 +108,10 @@ def test_dropped_socket_resumes_into_the_same_session(browser: Browser, server: 
     assert kept.strip(), "committed text stays on screen"
     wait_for_shown(page, "status", "same session", timeout=15)
     assert len(connections) == 2
-    wait_for_words(page, "budget", timeout=45)
+    # Stop once "budget" is committed: heard with its whole sentence, as a user stops after the
+    # speaker finished (a draft's "budget" cut off mid-sentence by the stop was once heard as
+    # "them on your trip" in the final).
+    wait_for_committed_words(page, "budget", timeout=60)
     page.click("#record")
     expect(page.locator("#summary")).not_to_be_empty(timeout=FINAL_TIMEOUT_MS)
     expect(page.locator("#summary")).not_to_contain_text("connection dropped")
@@ -141,7 +145,7 @@ def test_reload_mid_recording_keeps_the_meeting(browser: Browser, server: str) -
     expect(page.locator("#finish")).to_be_visible()
     page.click("#record")
     expect(page.locator("#record")).to_have_attribute("aria-pressed", "true", timeout=10_000)
-    wait_for_words(page, "budget", timeout=45)
+    wait_for_committed_words(page, "budget", timeout=60)  # as in test_dropped_socket_resumes_into_the_same_session
     page.click("#record")
     expect(page.locator("#summary")).not_to_be_empty(timeout=FINAL_TIMEOUT_MS)
 
