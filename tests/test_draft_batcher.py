@@ -82,6 +82,7 @@ def test_one_batched_call_drafts_windows_of_other_lengths_and_prompts(tmp_path) 
     recognizer = load_recognizer(make_settings(tmp_path), metrics)
     pcm, _ = load_wav("meeting_two_voices.wav")
     audio = pcm.astype(np.float32) / 32768.0
+
     def turn(start: float, end: float, prompt: str) -> DraftRequest:
         return DraftRequest(audio[int(start * 16000) : int(end * 16000)], start, prompt)
 
