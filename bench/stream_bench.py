@@ -295,7 +295,7 @@ def reference_turns(path: Path) -> list[tuple[float, float, str]]:
 
 
 def speaker_score(segments: list[dict[str, object]], reference: list[tuple[float, float, str]]) -> str:
-    """DER (collar ±0.25 s) of the final's labelled segments and speakers found / true, or "-"."""
+    """DER (collar ±0.25 s) of the final's labelled segments, speakers found / true and the DER's parts, or "-"."""
     if not reference:
         return "-"
     from pyannote.core import Annotation, Segment  # bench-only dependency (requirements-dev.txt)
@@ -309,8 +309,13 @@ def speaker_score(segments: list[dict[str, object]], reference: list[tuple[float
             ours[Segment(float(segment["start"]), float(segment["end"]))] = segment["speaker"]  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "uem approximated by the union of extents": expected
-        der = DiarizationErrorRate(collar=0.5)(truth, ours)
-    return f"{der:.1%}, {len(ours.labels())}/{len(truth.labels())}"
+        parts = DiarizationErrorRate(collar=0.5)(truth, ours, detailed=True)
+    share = {key: parts[key] / parts["total"] for key in ("missed detection", "false alarm", "confusion")}
+    return (
+        f"{parts['diarization error rate']:.1%}, {len(ours.labels())}/{len(truth.labels())} "
+        f"(miss {share['missed detection']:.0%} / false alarm {share['false alarm']:.0%}"
+        f" / confusion {share['confusion']:.0%})"
+    )
 
 
 def pct(values: list[float], q: float) -> float:
