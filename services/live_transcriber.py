@@ -12,6 +12,7 @@ from services.asr_counters import recognition_context
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
 from services.careful_pass import CarefulPass
+from services.draft_stall import DraftStall
 from services.live_policy import CommitJob, DraftJob, LivePolicy
 from services.transcript_words import deal_words, empty_segment, segment_of, split_head, word_key
 from services.types import SAMPLE_RATE, DraftRequest, Segment, TranscriptUpdate
@@ -57,6 +58,7 @@ class LiveTranscriber:
         self._drafted_at = 0  # buffer length at the last draft
         self._stable = 0  # drafts in a row of the open utterance that repeated the previous one
         self._head_retry_at = 0
+        self._stall = DraftStall(self._vad, self._threshold)
         self._cut_at = -1  # where the last forced cut fell (a window starting there starts mid-phrase)
         self._staged: CommitJob | None = None  # scheduled by `advance`, not yet taken
         self._draft_due: DraftJob | None = None  # staged by `step`, not yet taken
@@ -191,14 +193,18 @@ class LiveTranscriber:
             self._freeze_draft(end)
             return []
         draft_start = max(self._draft_start, utterance[0] - _PRE_ROLL)
+        if self._stable and self._stall.split(max(draft_start, self._stall.split_at), now):
+            self._draft_id, self._stable = None, 0  # the stalled draft stays on screen as it is
         if now - draft_start >= self._max_utterance and now >= self._head_retry_at and not busy:
             return self._commit_head(start, now, not_before=draft_start)
         if last <= self._drafted_until or last - utterance[0] < _MIN_DRAFT_SPEECH:
             return []  # nothing new was said since the last draft: it still stands
-        if not draft or now - self._drafted_at < (now - draft_start) * _DRAFT_SPACING + self._stable * _STABLE_BACKOFF:
+        draft_from = max(draft_start, self._stall.split_at)
+        if not draft or now - self._drafted_at < (now - draft_from) * _DRAFT_SPACING + self._stable * _STABLE_BACKOFF:
             return []
         self._drafted_until, self._drafted_at = last, now
-        self._draft_due = DraftJob(self._draft_id, draft_start, now, utterance[0], self._request(draft_start, now))
+        onset = utterance[0] if draft_from == draft_start else None  # a split's draft is no utterance onset
+        self._draft_due = DraftJob(self._draft_id, draft_from, now, onset, self._request(draft_from, now))
         return []
 
     def _speech_span(self, since: int, vad_end: int) -> tuple[int, int] | None:
@@ -223,6 +229,7 @@ class LiveTranscriber:
         previous = self._drafts.get(self._draft_id)
         same = previous is not None and word_key(previous.text) == word_key(text)
         self._stable = min(_MAX_STABLE, self._stable + 1) if same else 0
+        self._stall.drafted(job.end, changed=not same)
         self._drafts[self._draft_id] = segment
         return [TranscriptUpdate(self._draft_id, segment, committed=False)]
 
@@ -241,11 +248,8 @@ class LiveTranscriber:
         return end - start >= SAMPLE_RATE and speech is not None and end - speech[0] >= _MIN_DRAFT_SPEECH
 
     def _commit_head(self, start: int, end: int, not_before: int) -> list[TranscriptUpdate]:
-        """A long utterance: commit its settled head, keep the recent tail open as a draft.
-
-        Nothing after the last word Whisper returned is committed: Whisper drops a sentence that the
-        window cuts off, and that audio must stay open to be decoded later.
-        """
+        """A long utterance: commit its settled head, keep the recent tail open as a draft. Nothing after
+        Whisper's last word is committed: it drops a sentence the window cuts off, to be decoded later."""
         segments = self._careful(start, end, whole=False)
         words = [word for segment in segments for word in segment.words]
         split = split_head(words, not_before / SAMPLE_RATE, end / SAMPLE_RATE - _HOLDBACK_SECONDS)
@@ -253,6 +257,7 @@ class LiveTranscriber:
             self._head_retry_at = end + self._max_utterance // 2
             return []
         head, tail = split
+        self._stall.split_at = 0  # the tail's draft starts at the head's end
         boundary = int((head[-1].end + tail[0].start) / 2 * SAMPLE_RATE)
         updates = self._settle(self._stage(start, max(start, min(end, boundary))), [segment_of(head)])
         self._cut_at = self._commit_start
@@ -269,15 +274,11 @@ class LiveTranscriber:
         return job
 
     def _settle(self, job: CommitJob, segments: list[Segment] | None) -> list[TranscriptUpdate]:
-        """Commit `segments` in place of the job's drafts, one segment per drafted utterance.
-
-        The careful pass often runs several utterances into one Whisper segment; its words are
-        dealt back to the utterances the client already shows, by time, so each draft is replaced
-        where it stands. A draft that gets no words is committed empty (clients drop it). When the
-        pass failed, or returned nothing for audio the VAD calls speech (Whisper's no-speech guess
-        can sit near its threshold when a window opens on a pause), the drafts the client already
-        shows are committed: better than losing what was said.
-        """
+        """Commit `segments` in place of the job's drafts, one segment per drafted utterance: the careful
+        pass often runs several utterances into one segment, and its words are dealt back to the drafts the
+        client shows, by time (a draft that gets none is committed empty; clients drop it). When the pass
+        failed, or returned nothing for audio the VAD calls speech (Whisper's no-speech guess can sit near
+        its threshold when a window opens on a pause), the drafts shown are committed instead."""
         ids = [segment_id for segment_id, _ in job.pending]
         if segments is None or (not segments and ids and self._skipped_speech(job.start, job.end)):
             pieces = [job.drafts.get(segment_id) or empty_segment() for segment_id in ids]

@@ -48,6 +48,14 @@ class StreamingVAD:
     def frames(self) -> int:
         return len(self.probabilities)
 
+    def quietest(self, start: int, end: int, below: float) -> int | None:
+        """First sample of the lowest-scoring frame in [start, end), if it scores under `below`; else None."""
+        first = max(0, start) // FRAME_SAMPLES
+        probabilities = np.asarray(self.probabilities[first : max(first, end // FRAME_SAMPLES)])
+        if probabilities.size == 0 or probabilities.min() >= below:
+            return None
+        return (first + int(np.argmin(probabilities))) * FRAME_SAMPLES
+
     def speech_span(self, since: int, end: int, onset: float, offset: float) -> tuple[int, int] | None:
         """First and last speech sample in [since, end) or None: speech opens on a frame scoring at
         least `onset` and goes on while frames score at least `offset` (hysteresis)."""
