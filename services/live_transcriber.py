@@ -224,7 +224,7 @@ class LiveTranscriber:
             if self._metrics is not None and job.onset is not None:  # how late the first words show, in audio time
                 self._metrics.vad_onset_delay.observe((job.end - job.onset) / SAMPLE_RATE)
             self._draft_id = self._new_id()
-            continuing = self._pending and job.start == self._stall.split_at  # committed with the stalled draft
+            continuing = bool(self._pending) and job.start == self._stall.split_at  # committed with the stalled draft
             self._pending.append((self._draft_id, self._pending[-1][1] if continuing else job.start / SAMPLE_RATE))
         segment = Segment(start=job.start / SAMPLE_RATE, end=job.end / SAMPLE_RATE, text=text)
         previous = self._drafts.get(self._draft_id)
