@@ -105,23 +105,20 @@ def transcript_text(page: Page) -> str:
 
 def wait_for_words(page: Page, *words: str, timeout: float) -> float:
     """Wait until the live transcript holds all `words` (case-insensitive); return the wait."""
-    began = time.monotonic()
-    page.wait_for_function(
-        "words => { const t = document.querySelector('#transcript').textContent.toLowerCase();"
-        " return words.every(w => t.includes(w)); }",
-        arg=[w.lower() for w in words],
-        timeout=timeout * 1000,
-    )
-    return time.monotonic() - began
+    return _wait_for_segments(page, "#transcript", words, timeout)
 
 
 def wait_for_committed_words(page: Page, *words: str, timeout: float) -> float:
     """Wait until the committed (not tentative) transcript holds all `words`; return the wait."""
+    return _wait_for_segments(page, "#transcript .seg:not(.tentative)", words, timeout)
+
+
+def _wait_for_segments(page: Page, selector: str, words: tuple[str, ...], timeout: float) -> float:
     began = time.monotonic()
     page.wait_for_function(
-        "words => { const t = [...document.querySelectorAll('#transcript .seg:not(.tentative)')]"
-        ".map(s => s.textContent).join(' ').toLowerCase(); return words.every(w => t.includes(w)); }",
-        arg=[w.lower() for w in words],
+        "([selector, words]) => { const t = [...document.querySelectorAll(selector)]"
+        ".map(e => e.textContent).join(' ').toLowerCase(); return words.every(w => t.includes(w)); }",
+        arg=[selector, [w.lower() for w in words]],
         timeout=timeout * 1000,
     )
     return time.monotonic() - began
