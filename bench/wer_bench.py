@@ -1,6 +1,6 @@
 """Final-transcript accuracy of the live policy on a scripted corpus. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/wer_bench.py [--step 0.4]
+    .venv/bin/python bench/wer_bench.py [--step 0.4] [--renders 3]
 
 The stream benchmark's files hold 60 words each, so one word moves their WER by 1.7 %. This one
 renders the five meeting scripts of tests/fixtures/meetings with espeak-ng (four voices, 0.8 s
@@ -9,6 +9,12 @@ Each recording is fed to `LiveTranscriber` in steps of `--step` seconds of audio
 CPU allows (the same calls the server makes, without the real-time wait), then finished; the
 committed text is scored against the script, beside bare `WhisperModel.transcribe` at its defaults
 (beam 5, the whole temperature ladder) on the whole file. CPU seconds are this process's, per audio second.
+
+sox dithers as it resamples espeak-ng's output, so every render of a script differs in its last bit,
+and that alone moves one run's corpus WER by a point or more, bare faster-whisper's as much as the
+live policy's: the corpus is rendered `--renders` times and the figures are the mean over the
+renders (each render's is printed too). Every run starts from the same random state (Whisper's
+temperature fallback samples), so a render gives the same figures each time.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import tempfile
 import time
 import wave
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ctranslate2
@@ -46,7 +53,8 @@ def normalise(text: str) -> str:
 
 
 def render_corpus(folder: Path) -> list[Path]:
-    """The meeting scripts as espeak-ng recordings (WAV + JSON turns) in `folder`."""
+    """The meeting scripts as espeak-ng recordings (WAV + JSON turns) in `folder` (made if missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
     spec = importlib.util.spec_from_file_location("make_speech", FIXTURES / "make_speech.py")
     assert spec is not None and spec.loader is not None
     make_speech = importlib.util.module_from_spec(spec)
@@ -81,48 +89,72 @@ def live_text(recognizer: WhisperRecognizer, pcm: np.ndarray, policy: LivePolicy
     return " ".join(segment.text for segment in live.committed)
 
 
+def bare_text(recognizer: WhisperRecognizer, pcm: np.ndarray) -> str:
+    """Bare faster-whisper on the whole file, at its defaults (beam 5, the whole temperature ladder)."""
+    pieces, _ = recognizer.model.transcribe(pcm.astype(np.float32) / 32768, beam_size=5)
+    return " ".join(piece.text for piece in pieces)
+
+
+@dataclass
+class Scores:
+    """WER of each run by policy ("live", "bare") and recording, one figure per render; CPU by policy."""
+
+    wer: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {"live": {}, "bare": {}})
+    cpu: dict[str, float] = field(default_factory=lambda: {"live": 0.0, "bare": 0.0})
+    words: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def corpus(self, name: str) -> list[float]:
+        """The corpus WER of `name` in each render (errors over all the words)."""
+        renders = len(next(iter(self.wer[name].values())))
+        total = sum(self.words.values())
+        return [sum(self.wer[name][stem][r] * n for stem, n in self.words.items()) / total for r in range(renders)]
+
+
+def score_file(path: Path, recognizer: WhisperRecognizer, policy: LivePolicy, step: float, scores: Scores) -> None:
+    pcm = read_pcm(path)
+    turns = json.loads(path.with_suffix(".json").read_text())["turns"]
+    reference = normalise(" ".join(turn["text"] for turn in turns))
+    scores.words[path.stem], scores.seconds[path.stem] = len(reference.split()), len(pcm) / 16_000
+    for name in ("live", "bare"):
+        ctranslate2.set_random_seed(0)  # Whisper's fallbacks sample: every run starts from the same random state
+        started = time.process_time()
+        text = live_text(recognizer, pcm, policy, step) if name == "live" else bare_text(recognizer, pcm)
+        scores.cpu[name] += time.process_time() - started
+        scores.wer[name].setdefault(path.stem, []).append(jiwer.wer(reference, normalise(text)))
+
+
+def report(scores: Scores, renders: int) -> None:
+    print(f"{'recording':24} {'s':>5} {'words':>5} {'live WER':>8} {'bare WER':>8}  (mean over the renders)")
+    for stem, count in scores.words.items():
+        live, bare = (float(np.mean(scores.wer[name][stem])) for name in ("live", "bare"))
+        print(f"{stem:24} {scores.seconds[stem]:5.1f} {count:5d} {live:8.1%} {bare:8.1%}")
+    audio_seconds = sum(scores.seconds.values())
+    print(f"\ncorpus: {audio_seconds:.0f} s, {sum(scores.words.values())} words, {renders} renders")
+    for name in ("live", "bare"):
+        each = ", ".join(f"{rate:.1%}" for rate in scores.corpus(name))
+        print(f"WER {name:5} {float(np.mean(scores.corpus(name))):.1%}  (each render: {each})")
+    print(f"ratio {float(np.mean(scores.corpus('live'))) / float(np.mean(scores.corpus('bare'))):.2f}")
+    cpu = {name: seconds / audio_seconds / renders for name, seconds in scores.cpu.items()}
+    print(f"CPU-s per audio s (this process, steps back to back)  live {cpu['live']:.3f}   bare {cpu['bare']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--step", type=float, default=0.4, help="seconds of audio per live step")
+    parser.add_argument("--renders", type=int, default=3, help="renders of the corpus to average over (see above)")
     args = parser.parse_args()
-    ctranslate2.set_random_seed(0)  # Whisper falls back to sampling on hard windows: make runs repeatable
     settings = load_settings(_env_file=None)
     recognizer = load_recognizer(settings, Metrics())
-    bare = recognizer.model
     policy = LivePolicy.from_settings(settings)
-    print(f"live policy: {policy}\n")
-    totals = {"live": [0.0, 0.0], "bare": [0.0, 0.0]}
-    words = audio_seconds = 0.0
+    print(f"live policy: {policy}, {args.renders} renders\n")
+    scores = Scores()
     with tempfile.TemporaryDirectory() as folder:
-        files = render_corpus(Path(folder))
-        files += [FIXTURES / "meeting_two_voices.wav", FIXTURES / "meeting_three_voices.wav"]
-        print(f"{'recording':24} {'s':>5} {'words':>5} {'live WER':>8} {'bare WER':>8}")
-        for path in files:
-            pcm = read_pcm(path)
-            turns = json.loads(path.with_suffix(".json").read_text())["turns"]
-            reference = normalise(" ".join(turn["text"] for turn in turns))
-            count = len(reference.split())
-            row = {}
-            for name in ("live", "bare"):
-                started = time.process_time()
-                if name == "live":
-                    text = live_text(recognizer, pcm, policy, args.step)
-                else:  # bare faster-whisper: its defaults (beam 5, the whole temperature ladder)
-                    pieces, _ = bare.transcribe(pcm.astype(np.float32) / 32768, beam_size=5)
-                    text = " ".join(piece.text for piece in pieces)
-                row[name] = jiwer.wer(reference, normalise(text))
-                totals[name][0] += row[name] * count
-                totals[name][1] += time.process_time() - started
-            words += count
-            audio_seconds += len(pcm) / 16_000
-            print(f"{path.stem:24} {len(pcm) / 16_000:5.1f} {count:5d} {row['live']:7.1%} {row['bare']:7.1%}")
-    live, bare = totals["live"][0] / words, totals["bare"][0] / words
-    print(f"\ncorpus: {audio_seconds:.0f} s, {words:.0f} words")
-    print(f"WER  live {live:.1%}   bare faster-whisper {bare:.1%}   ratio {live / bare:.2f}")
-    print(
-        f"CPU-s per audio s (this process, steps back to back)  live {totals['live'][1] / audio_seconds:.3f}"
-        f"   bare {totals['bare'][1] / audio_seconds:.3f}"
-    )
+        for render in range(args.renders):
+            files = render_corpus(Path(folder) / str(render))
+            for path in [*files, FIXTURES / "meeting_two_voices.wav", FIXTURES / "meeting_three_voices.wav"]:
+                score_file(path, recognizer, policy, args.step, scores)
+    report(scores, args.renders)
 
 
 if __name__ == "__main__":
