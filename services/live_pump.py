@@ -95,6 +95,7 @@ class LivePump:
         self._latest: dict[int, TranscriptUpdate] = {}  # each segment as last sent, for a resumed client
         self._backlog = False  # a takeover's first step drafts what came since the committed text
         self._seal_at: int | None = None  # where the client left: commit what is open before it
+        self._afresh = False  # the returning client sends a new capture: hear it on its own
 
     @property
     def committed(self) -> list[Segment]:
@@ -153,6 +154,12 @@ class LivePump:
         """The client left: commit what is open now, so audio a returning client sends (perhaps not
         continuing this: a reloaded page) is never heard in one careful window with what came before."""
         self._seal_at = self._buffer.samples
+        self._audio_arrived.set()
+
+    def hear_afresh(self) -> None:
+        """The client that came back sends a new capture (a reloaded page), not the rest of what it sent
+        before it left: what follows the seal is heard on its own (`LiveTranscriber.hear_afresh`)."""
+        self._afresh = True
         self._audio_arrived.set()
 
     def stop(self) -> None:
@@ -215,16 +222,20 @@ class LivePump:
                 await asyncio.sleep(self._interval / SAMPLE_RATE)
 
     async def _seal(self) -> None:
-        if (at := self._seal_at) is None:
-            return
-        self._seal_at = None
-        if self._commit_task is not None:
-            await self._commit_task  # never raises
-        try:
-            await self._advance(functools.partial(self._transcriber.seal, at))
-        except Exception:  # the stop commits what is still open
-            logger.exception("committing at the client's leaving failed (session %s)", self._session_id)
-            self._metrics.job_failures.labels(stage="asr_live").inc()
+        """The client's leaving, then its coming back with a new capture, in that order (both before the
+        audio it sends next is looked at)."""
+        if (at := self._seal_at) is not None:
+            self._seal_at = None
+            if self._commit_task is not None:
+                await self._commit_task  # never raises
+            try:
+                await self._advance(functools.partial(self._transcriber.seal, at))
+            except Exception:  # the stop commits what is still open
+                logger.exception("committing at the client's leaving failed (session %s)", self._session_id)
+                self._metrics.job_failures.labels(stage="asr_live").inc()
+        if self._afresh:
+            self._afresh = False
+            await self._advance(self._transcriber.hear_afresh)  # sets a flag: cannot fail
 
     async def _draft_step(self) -> None:
         """A step that may stage a draft; the draft decoded (with other sessions' drafts) and shown."""

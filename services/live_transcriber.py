@@ -123,8 +123,7 @@ class LiveTranscriber:
         return self._show_draft(job, text)
 
     def take_commit(self) -> CommitJob | None:
-        """The careful pass `advance` staged, if any: run `transcribe_commit(job)` on it (it may run while
-        `advance` drafts on another thread), then `apply_commit`. No other pass is staged until then."""
+        """The careful pass `step` staged, if any: `transcribe_commit` it (beside the drafts), then `apply_commit`."""
         job, self._staged = self._staged, None
         if job is not None:
             self._in_flight = job
@@ -150,14 +149,19 @@ class LiveTranscriber:
             return updates + self._step(final=True)
 
     def seal(self, at: int) -> list[TranscriptUpdate]:
-        """Commit what is open before sample `at`, as at a pause: the client left there, and what comes
-        next may not continue it (a reloaded page records afresh). The next window is heard as after a
-        forced cut (a client resending the rest may be mid-phrase). Not while a pass is staged or in flight."""
+        """Commit what is open before sample `at`, as at a pause: the client left there. What comes next is heard
+        as after a forced cut (the rest may come mid-phrase) unless `hear_afresh`. Not while a pass is pending."""
         if self._staged is not None or self._in_flight is not None or at <= self._commit_start:
             return []
         updates = self._step(final=True, until=at)
         self._cut_at = self._commit_start
         return updates
+
+    def hear_afresh(self) -> list[TranscriptUpdate]:
+        """The audio after the last `seal` is a new capture (a reloaded page): heard on its own, not with the
+        second before the seal, whose last syllable Whisper reads into it ("new" -> "one. Good morning")."""
+        self._cut_at = -1
+        return []  # no updates: run like the other steps
 
     def _step(self, *, final: bool, draft: bool = True, until: int | None = None) -> list[TranscriptUpdate]:
         now = self._buffer.samples if until is None else min(until, self._buffer.samples)
@@ -287,12 +291,8 @@ class LiveTranscriber:
             pieces = deal_words(segments, [start for _, start in job.pending])
         else:
             pieces, ids = segments, [self._new_id() for _ in segments]
-        updates = []
-        for segment_id, segment in zip(ids, pieces, strict=True):
-            if segment.text:
-                self.committed.append(segment)
-            updates.append(TranscriptUpdate(segment_id, segment, committed=True))
-        return updates
+        self.committed += [segment for segment in pieces if segment.text]
+        return [TranscriptUpdate(i, piece, committed=True) for i, piece in zip(ids, pieces, strict=True)]
 
     def _new_id(self) -> int:
         self._next_id += 1

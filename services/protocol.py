@@ -36,6 +36,9 @@ class StartMessage(BaseModel):
     token: str | None = Field(None, max_length=512)
     resume: str | None = Field(None, min_length=1, max_length=64)
     """The `session_id` of a recording whose socket dropped: carry on with it."""
+    new_capture: bool = False
+    """With `resume`: the audio sent from here on is a new capture (a reloaded page), not the rest of
+    what was sent before; the server hears it on its own instead of as the continuation of a phrase."""
 
 
 class StopMessage(BaseModel):

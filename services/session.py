@@ -187,14 +187,15 @@ class RecordingSession:
                 "already_started", "The session has already started; 'start' is only allowed before any audio."
             )
         if start.resume is not None:
-            await self._resume(start.resume)
+            await self._resume(start.resume, new_capture=start.new_capture)
         else:
             self._title = start.title
         self._decoder = PcmDecoder(start.sample_rate)
         self._transition(SessionState.RECORDING)
 
-    async def _resume(self, session_id: str) -> None:
-        """Carry on with a parked recording: its audio, transcript and speakers become this session's."""
+    async def _resume(self, session_id: str, *, new_capture: bool) -> None:
+        """Carry on with a parked recording: its audio, transcript and speakers become this session's.
+        `new_capture`: what the client sends next does not continue what it sent (`StartMessage`)."""
         parked = await self._resumes.claim_anywhere(session_id)
         if parked is None:
             raise ProtocolError("unknown_session", server_error("unknown_session", session_id=session_id)["message"])
@@ -202,6 +203,8 @@ class RecordingSession:
         self._resumes.detach(self.id, self._taken_over)
         self.id, self._title, self._started_at, self._parts = session_id, parked.title, parked.started_at, parked.parts
         self._parts.attach()
+        if new_capture:
+            self._parts.pump.hear_afresh()
         self._resumes.attach(self.id, self._taken_over)
         received = self._parts.buffer.samples / SAMPLE_RATE
         self._outbox.put(resumed_message(self.id, received))

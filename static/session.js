@@ -171,7 +171,9 @@ export class MeetingSession extends EventTarget {
       this.handshakeFailures = 0;
       if (this.sessionId) {
         c.resuming = true;
-        ws.send(JSON.stringify({ ...this.startMessage, resume: this.sessionId }));
+        // re-attaching after a reload: the audio this page sends is a new capture, not the rest of the old one
+        const fresh = this.attaching ? { new_capture: true } : {};
+        ws.send(JSON.stringify({ ...this.startMessage, resume: this.sessionId, ...fresh }));
       } else {
         this.startFresh(c);
       }

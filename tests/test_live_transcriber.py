@@ -29,6 +29,7 @@ def _stream(
     key: str | None = None,
     max_utterance: float = 8.0,
     left_at: int | None = None,
+    new_capture: bool = False,
 ) -> tuple[list[tuple[float, TranscriptUpdate]], LiveTranscriber]:
     buffer = SecureAudioBuffer(AudioCipher(key))
     live = LiveTranscriber(recognizer, buffer, LivePolicy(max_utterance=max_utterance))
@@ -39,8 +40,9 @@ def _stream(
         updates += [(buffer.samples / 16000, u) for u in live.advance()]
         if (job := live.take_commit()) is not None:  # the session runs it beside the next drafts
             updates += [(buffer.samples / 16000, u) for u in live.apply_commit(job, live.transcribe_commit(job))]
-        if buffer.samples == left_at:  # the client left here (LivePump.seal)
+        if buffer.samples == left_at:  # the client left here (LivePump.seal), and came back (hear_afresh)
             updates += [(buffer.samples / 16000, u) for u in live.seal(left_at)]
+            updates += [(buffer.samples / 16000, u) for u in (live.hear_afresh() if new_capture else [])]
     updates += [(buffer.samples / 16000, u) for u in live.finish()]
     return updates, live
 
@@ -71,12 +73,16 @@ def test_a_client_leaving_mid_phrase_has_what_it_said_committed_apart(recognizer
     together into one segment (and through Chromium's gain, "Good" came out "Don't")."""
     pcm, _ = load_wav("meeting_two_voices.wav")
     left = int(4.2 * 16000)
-    _, live = _stream(recognizer, np.concatenate([pcm[:left], pcm]), left_at=left)
+    _, live = _stream(recognizer, np.concatenate([pcm[:left], pcm]), left_at=left, new_capture=True)
     texts = [segment.text.lower() for segment in live.committed]
     before = [text for segment, text in zip(live.committed, texts, strict=True) if segment.end <= 4.2 + 0.1]
     assert any("good morning" in text for text in before), texts
     assert " ".join(texts).count("good morning") == 2 and not any(text.count("morning") > 1 for text in texts), texts
     assert "budget report" in " ".join(texts)
+    # The page said it records afresh: the new capture is heard on its own. Heard with the second before the
+    # seal, the old audio's last syllable ("... for the new") came out as a word of its own: "one. Good morning".
+    after = [text for segment, text in zip(live.committed, texts, strict=True) if segment.start >= 4.2 - 0.1]
+    assert after[0].startswith("good morning"), texts
 
 
 def test_silence_is_never_decoded_into_words(recognizer: WhisperRecognizer) -> None:

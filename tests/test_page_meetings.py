@@ -80,11 +80,16 @@ def test_dropped_socket_resumes_into_the_same_session(browser: Browser, server: 
     watch = Watch(page)
     connections: list[WebSocketRoute] = []
     session_ids: list[str] = []
+    starts: list[dict[str, object]] = []
 
     def route(ws: WebSocketRoute) -> None:
         connections.append(ws)
         upstream = ws.connect_to_server()
         first = len(connections) == 1
+
+        def to_server(message: str | bytes) -> None:
+            upstream.send(message)
+            _keep_start(message, starts)
 
         def to_page(message: str | bytes) -> None:
             ws.send(message)
@@ -97,6 +102,7 @@ def test_dropped_socket_resumes_into_the_same_session(browser: Browser, server: 
                     upstream.close()
 
         upstream.on_message(to_page)
+        ws.on_message(to_server)
 
     page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), route)
     keep_shown(page)
@@ -108,6 +114,9 @@ def test_dropped_socket_resumes_into_the_same_session(browser: Browser, server: 
     assert kept.strip(), "committed text stays on screen"
     wait_for_shown(page, "status", "same session", timeout=15)
     assert len(connections) == 2
+    # the same capture goes on: the resume does not say new_capture, so a phrase cut in two is heard whole
+    assert [start.get("resume") for start in starts] == [None, session_ids[0]], starts
+    assert not any(start.get("new_capture") for start in starts), starts
     # Stop once "budget" is committed: heard with its whole sentence, as a user stops after the
     # speaker finished (a draft's "budget" cut off mid-sentence by the stop was once heard as
     # "them on your trip" in the final).
@@ -127,6 +136,12 @@ def test_dropped_socket_resumes_into_the_same_session(browser: Browser, server: 
     context.close()
 
 
+def _keep_start(payload: str | bytes, starts: list[dict[str, object]]) -> None:
+    """Keep the `start` messages among the frames a page's socket sent."""
+    if isinstance(payload, str) and (message := json.loads(payload)).get("type") == "start":
+        starts.append(message)
+
+
 def test_reload_mid_recording_keeps_the_meeting(browser: Browser, server: str) -> None:
     context = browser.new_context()
     page = context.new_page()
@@ -136,6 +151,8 @@ def test_reload_mid_recording_keeps_the_meeting(browser: Browser, server: str) -
     page.fill("#title", "Reload check")
     page.click("#record")
     wait_for_words(page, "everyone", "plan", timeout=20)  # "Good morning everyone. Let's review the launch plan"
+    starts: list[dict[str, object]] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: _keep_start(payload, starts)))
     page.reload()
 
     # The server kept the recording: the page re-attaches, replays the transcript, offers to go on.
@@ -143,6 +160,8 @@ def test_reload_mid_recording_keeps_the_meeting(browser: Browser, server: str) -
     expect(page.locator("#status")).to_contain_text("page reloaded", timeout=10_000)
     expect(page.locator("#transcript")).to_contain_text("everyone", ignore_case=True, timeout=10_000)
     expect(page.locator("#finish")).to_be_visible()
+    # it re-attached saying that what it sends is a new capture: heard on its own, not as the old one's rest
+    assert starts and all(start.get("resume") and start.get("new_capture") is True for start in starts), starts
     wait_for_committed_words(page, "everyone", timeout=15)  # what was open is committed as the client left
     kept = committed_words(page)
     page.click("#record")

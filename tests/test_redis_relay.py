@@ -64,6 +64,29 @@ async def test_relay_writes_sealed_audio_one_job_and_the_stop_marker(redis: Redi
     await pump.aclose()
 
 
+async def test_relay_marks_where_the_client_left_and_came_back_with_a_new_capture(redis: Redis) -> None:
+    """The worker reads, in the audio's order: the audio before the drop, the client's leaving (commit what is
+    open), its coming back with a new capture (hear it on its own), the new audio. A gateway hands a parked
+    recording over only once the leaving is in Redis too (`flushed`)."""
+    buffer = RelayBuffer(AudioCipher(None))
+    pump = RemotePump(redis, "s3", buffer, lambda update, lag: None, Reservations(redis))
+    pump.job = MeetingJob("s3", "Reloaded", 1_700_000_000.0)
+    buffer.append(np.ones(16_000, dtype=np.int16))
+    pump.notify()
+    pump.seal()
+    assert await pump.flushed() == 16_000
+    kinds = [next(iter(fields)) for _, fields in await redis.xrange(streams.audio_key("s3"))]
+    assert kinds == [streams.CHUNK, streams.LEFT], "the leaving is in Redis before the recording is offered"
+    pump.hear_afresh()
+    buffer.append(np.ones(8_000, dtype=np.int16))
+    pump.notify()
+    await pump.flushed()
+    fields = [fields for _, fields in await redis.xrange(streams.audio_key("s3"))]
+    assert [next(iter(f)) for f in fields] == [streams.CHUNK, streams.LEFT, streams.AFRESH, streams.CHUNK]
+    assert int(fields[-1][streams.SAMPLES]) == 8_000
+    await pump.aclose()
+
+
 async def test_results_of_an_older_epoch_and_repeats_are_dropped(redis: Redis) -> None:
     shown: list[tuple[int, str]] = []
     buffer = RelayBuffer(AudioCipher(None))

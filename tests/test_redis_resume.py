@@ -99,12 +99,18 @@ async def _recording(base_url: str, pcm: np.ndarray) -> AsyncIterator[tuple[Any,
 
 
 async def _resume_and_finish(
-    base_url: str, session_id: str, pcm: np.ndarray, seen: list[dict[str, Any]] | None = None
+    base_url: str,
+    session_id: str,
+    pcm: np.ndarray,
+    seen: list[dict[str, Any]] | None = None,
+    *,
+    new_capture: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Resume `session_id` on `base_url`, send the rest of `pcm`, stop: the answer and the final
     (and every message after the answer in `seen`)."""
     async with websockets.connect(ws_url(base_url), max_size=None) as ws:
-        await ws.send(json.dumps({"type": "start", "sample_rate": 16_000, "resume": session_id}))
+        start = {"type": "start", "sample_rate": 16_000, "resume": session_id, "new_capture": new_capture}
+        await ws.send(json.dumps(start))
         answer = await _until_message(ws, lambda m: m.get("resumed") or m["type"] == "error")
         assert answer.get("resumed"), answer
         await ws.send(pcm[int(answer["received_seconds"] * 16_000) :].tobytes())
@@ -148,6 +154,26 @@ async def test_a_dropped_socket_resumes_on_another_gateway(cluster: Cluster) -> 
     assert [m["status"] for m in listed if m["id"] == session_id] == ["done"]
     lines = (await asyncio.to_thread((cluster.logs / "meetings.jsonl").read_text)).splitlines()
     assert [json.loads(line)["title"] for line in lines if session_id in line] == ["Moved"], "hooks ran once"
+
+
+async def test_a_reloaded_page_resumes_on_another_gateway_with_a_new_capture(cluster: Cluster) -> None:
+    """The page reloaded mid-phrase ("... the launch plan for the new") and records the meeting again from its
+    start: the worker hears the new capture on its own (`streams.AFRESH`). Heard with the second before the
+    drop, the old audio's "new" came out as a word of its own before "Good morning"."""
+    pcm, _ = load_wav("meeting_two_voices.wav")
+    cut = int(4.2 * 16_000)
+    async with _recording(cluster.gateways[0], pcm[:cut]) as (_, session_id):
+        pass
+    seen: list[dict[str, Any]] = []
+    answer, final = await _resume_and_finish(
+        cluster.gateways[1], session_id, np.concatenate([pcm[:cut], pcm]), seen, new_capture=True
+    )
+
+    assert answer["received_seconds"] == pytest.approx(4.2, abs=0.01)
+    after = [m for m in final["segments"] if m["start"] >= 4.2 - 0.1]
+    assert after and after[0]["text"].lower().startswith("good morning"), final["segments"]
+    assert final["transcript"].lower().count("good morning") == 2, final["transcript"]
+    await nothing_left(cluster.redis_url)
 
 
 async def test_a_gateway_that_has_not_noticed_the_drop_lets_the_recording_go(cluster: Cluster) -> None:

@@ -297,6 +297,34 @@ async def test_a_client_that_left_mid_phrase_finds_what_came_before_committed_ap
     assert "quarterly numbers" in final["transcript"] and "survey results" in final["transcript"]
 
 
+@pytest.mark.parametrize("new_capture", [False, True])
+async def test_a_returning_client_is_heard_with_the_second_before_unless_it_sends_a_new_capture(
+    new_capture: bool,
+) -> None:
+    """A client resending the rest of a phrase (a dropped socket) is heard with the 1.5 s before where it
+    left, so a word cut in two is not lost; a reloaded page's new capture (`new_capture`) on its own."""
+    recognizer = FakeRecognizer(scripted_words("one_voice"))
+    async with fake_pipeline(recognizer) as (pipeline, _):
+        resumes = ResumeRegistry(30.0, lambda parked: pytest.fail("the recording was resumed, not expired"))
+        first = FakeWebSocket()
+        session = RecordingSession(first, "drop", pipeline, LIMITS, resumes)  # type: ignore[arg-type]
+        first.json({"type": "start"})
+        audio = _pcm()
+        first.audio(audio[: 3 * 32000])  # mid-phrase
+        first.disconnect()
+        await session.run()
+        second = FakeWebSocket()
+        resumed = RecordingSession(second, "other", pipeline, LIMITS, resumes)  # type: ignore[arg-type]
+        second.json({"type": "start", "resume": "drop", "new_capture": new_capture})
+        second.audio(audio[3 * 32000 :])
+        second.json({"type": "stop"})
+        await resumed.run()
+    after = min(start for kind, start, end in recognizer.calls if kind == "transcribe" and end > 3.5)
+    assert after == (pytest.approx(3.0, abs=0.1) if new_capture else pytest.approx(1.5, abs=0.1))
+    (final,) = second.of_type("final")
+    assert "quarterly numbers" in final["transcript"] and "survey results" in final["transcript"]
+
+
 async def test_resuming_an_unknown_session_is_refused_and_a_new_one_can_start(
     pipeline_and_hook: tuple[MeetingPipeline, RecordingHook],
 ) -> None:

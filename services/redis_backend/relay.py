@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 READ_BLOCK_MS = 1000
 RETRY_SECONDS = 1.0
 
+Entry = tuple[bytes, int] | bytes
+"""An entry of the audio stream: a sealed chunk and its samples, or a mark (`streams.LEFT`, `streams.AFRESH`)."""
+
 Send = Callable[[dict[str, Any]], None]
 
 
@@ -66,7 +69,10 @@ class RemotePump:
         """What the worker stores the meeting as (set when it is listed, before any audio)."""
         self._wake = asyncio.Event()
         self._ending: bytes | None = None  # streams.END value once the session is over
-        self._left = False  # the client left: mark the place in the audio stream (streams.LEFT)
+        # Entries for the audio stream in order, taken from the buffer because a mark follows them: the client
+        # left (streams.LEFT), it came back with a new capture (streams.AFRESH). Marks not yet in Redis:
+        self._ordered: list[Entry] = []
+        self._marks = 0
         self._stopped_at = 0.0
         self._queued = False
         self._forwarder: asyncio.Task[None] | None = None
@@ -90,7 +96,16 @@ class RemotePump:
 
     def seal(self) -> None:
         """The client left: the worker commits what is open at this point of the audio (`LivePump.seal`)."""
-        self._left = True
+        self._mark(streams.LEFT)
+
+    def hear_afresh(self) -> None:
+        """The client came back with a new capture: the worker hears it on its own (`LivePump.hear_afresh`)."""
+        self._mark(streams.AFRESH)
+
+    def _mark(self, mark: bytes) -> None:
+        """`mark` the audio stream here: after the audio appended so far, before what comes next."""
+        self._ordered += [*self._buffer.take(), mark]
+        self._marks += 1
         self.notify()
 
     def stop(self) -> None:
@@ -136,13 +151,14 @@ class RemotePump:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            ending, left = self._ending, self._left
-            chunks, self._left = self._buffer.take(), False
+            ending, entries = self._ending, [*self._ordered, *self._buffer.take()]
+            self._ordered = []
             while True:
                 raise_if_cancelled()
                 try:
-                    await self._write(chunks, ending, left)
-                    self._written += sum(samples for _, samples in chunks)
+                    await self._write(entries, ending)
+                    self._written += sum(entry[1] for entry in entries if isinstance(entry, tuple))
+                    self._marks -= sum(1 for entry in entries if isinstance(entry, bytes))
                     self._wrote.set()
                     break
                 except RedisError as exc:  # Redis restarting: keep the audio, try again
@@ -153,17 +169,18 @@ class RemotePump:
                     self._reader.cancel()  # no final comes for a dropped meeting
                 return
 
-    async def _write(self, chunks: list[tuple[bytes, int]], ending: bytes | None, left: bool = False) -> None:
-        if not self._queued and not chunks and ending != b"stop":
+    async def _write(self, entries: list[Entry], ending: bytes | None) -> None:
+        if not self._queued and not any(isinstance(entry, tuple) for entry in entries) and ending != b"stop":
             return  # nothing was ever sent: no worker needs to hear of it
         if not self._queued and self._id not in self._reservations.held:  # an upload: counted while it waits
             await self._reservations.reserve(self._id, checked=False)
         key = streams.audio_key(self._id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            for chunk, samples in chunks:
-                pipe.xadd(key, {streams.CHUNK: chunk, streams.SAMPLES: str(samples).encode()})
-            if left:
-                pipe.xadd(key, {streams.LEFT: b"1"})
+            for entry in entries:
+                if isinstance(entry, bytes):
+                    pipe.xadd(key, {entry: b"1"})
+                else:
+                    pipe.xadd(key, {streams.CHUNK: entry[0], streams.SAMPLES: str(entry[1]).encode()})
             if ending is not None:
                 pipe.xadd(key, {streams.END: ending, streams.STOPPED_AT: repr(self._stopped_at).encode()})
             pipe.expire(key, streams.STREAM_TTL_SECONDS)
@@ -180,8 +197,9 @@ class RemotePump:
     # --- results --------------------------------------------------------------------------------
 
     async def flushed(self) -> int:
-        """Wait until every chunk appended is in Redis (the session moves to another gateway); its samples."""
-        while self._written < self._buffer.samples:
+        """Wait until every chunk appended, and the client's leaving, are in Redis (the session moves to another
+        gateway); its samples."""
+        while self._written < self._buffer.samples or self._marks:
             self._wrote.clear()
             self.notify()
             await self._wrote.wait()

@@ -36,6 +36,7 @@ CHUNK = b"a"  # a sealed PCM16 chunk
 SAMPLES = b"n"  # its samples
 END = b"end"  # b"stop" (finish it) or b"cancel" (drop it)
 LEFT = b"l"  # the client left here (its socket dropped): commit what is open (`LivePump.seal`)
+AFRESH = b"f"  # the client came back with a new capture: hear what follows on its own (`LivePump.hear_afresh`)
 STOPPED_AT = b"t"  # unix time of the stop, for stop -> final across processes
 
 # result entry fields

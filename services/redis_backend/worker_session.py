@@ -227,10 +227,10 @@ async def _feed_audio(session_id: str, context: WorkerContext, parts: SessionPar
                 if streams.END in fields:
                     end = AudioEnd(fields[streams.END], float(fields.get(streams.STOPPED_AT) or time.time()))
                     break
-                if streams.LEFT in fields:  # the client left here: what it sends next may not continue this
+                if streams.LEFT in fields or streams.AFRESH in fields:  # the client left here, or came back afresh
                     await _append(context, parts, sealed)
                     sealed = []
-                    parts.pump.seal()
+                    parts.pump.seal() if streams.LEFT in fields else parts.pump.hear_afresh()
                     continue
                 sealed.append(fields[streams.CHUNK])
         await _append(context, parts, sealed)
