@@ -251,6 +251,9 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         busy = await state.services.pipeline.reserve(session_id)  # a worker slot, atomically across gateways
         if busy is not None:
             state.sessions.release()
+    resume_only = None
+    if busy is not None and state.sessions.admit_past_limit(len(state.services.resumes)):
+        busy, resume_only = None, busy  # it may only resume a recording parked here: RecordingSession checks
     if busy is not None:
         state.metrics.sessions_refused.labels(reason=busy.reason).inc()
         logger.info("session refused: %s (%d active)", busy.reason, state.sessions.active)
@@ -258,7 +261,9 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
     services = state.services
-    session = RecordingSession(websocket, session_id, services.pipeline, state.limits, services.resumes)
+    session = RecordingSession(
+        websocket, session_id, services.pipeline, state.limits, services.resumes, resume_only=resume_only
+    )
     logger.info("session %s opened", session.id)
     try:
         await session.run()

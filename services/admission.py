@@ -94,6 +94,15 @@ class SessionCounter:
         self._gauge.set(self.active)
         return None
 
+    def admit_past_limit(self, parked: int) -> bool:
+        """Admit a socket although `admit` said no, to resume one of the `parked` recordings waiting for their
+        clients (served already: their dropped sockets gave their slots back); at most one socket each."""
+        if self.active >= self.limit + parked:
+            return False
+        self.active += 1
+        self._gauge.set(self.active)
+        return True
+
     def try_acquire(self) -> bool:
         return self.admit() is None
 

@@ -41,6 +41,10 @@ class ResumeRegistry:
     def __len__(self) -> int:
         return len(self._parked)
 
+    def holds(self, session_id: str) -> bool:
+        """Whether `session_id`'s recording waits here for its client."""
+        return session_id in self._parked
+
     def park(self, parked: ParkedRecording) -> None:
         timer = asyncio.get_running_loop().call_later(self.grace_seconds, self._time_up, parked.session_id)
         self._parked[parked.session_id] = (parked, timer)

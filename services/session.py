@@ -18,7 +18,7 @@ from typing import Any
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from services.admission import SessionLimits
+from services.admission import Busy, SessionLimits
 from services.audio_intake import PcmDecoder
 from services.client_guard import ClientGuard
 from services.errors import ProtocolError, SessionStateError
@@ -27,6 +27,7 @@ from services.pipeline import MeetingPipeline
 from services.protocol import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
+    CLOSE_TRY_AGAIN_LATER,
     StartMessage,
     notice,
     parse_client_text,
@@ -54,8 +55,11 @@ class RecordingSession:
         pipeline: MeetingPipeline,
         limits: SessionLimits,
         resumes: ResumeRegistry | None = None,
+        *,
+        resume_only: Busy | None = None,
     ) -> None:
         self.id = session_id
+        self._resume_only = resume_only  # admitted past the limit: refused so unless it resumes a parked recording
         self._resumes = resumes if resumes is not None else ResumeRegistry(0.0, lambda parked: None)  # none parked
         self.state = SessionState.CONNECTED
         self._ws = websocket
@@ -166,6 +170,8 @@ class RecordingSession:
     async def _dispatch(self, message: Mapping[str, Any]) -> int | None:
         """Handle one frame; a close code when the socket must close."""
         try:
+            if (busy := self._resume_only) is not None:
+                return await self._resume_or_refuse(message, busy)
             if message.get("bytes") is not None:
                 await self._guard.pace(peer_gone(self._ws.scope))
                 return self._on_audio(message["bytes"])
@@ -173,6 +179,19 @@ class RecordingSession:
         except ProtocolError as exc:
             return self._guard.violation(exc)
         return None
+
+    async def _resume_or_refuse(self, message: Mapping[str, Any], busy: Busy) -> int | None:
+        """Admitted past the limit as a recording waits here for its client: this socket must be that client,
+        resuming it. Anything else gets `busy` and close 1013, before any audio is taken."""
+        self._resume_only = None
+        with contextlib.suppress(ProtocolError):  # not even a start: refused as busy all the same
+            start = parse_client_text(message.get("text") or "")
+            if isinstance(start, StartMessage) and start.resume is not None and self._resumes.holds(start.resume):
+                await self._on_start(start)
+                return None
+        self._metrics.sessions_refused.labels(reason=busy.reason).inc()
+        self._outbox.put(busy.message())
+        return CLOSE_TRY_AGAIN_LATER
 
     async def _on_text(self, text: str) -> None:
         parsed = parse_client_text(text)

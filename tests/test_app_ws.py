@@ -269,6 +269,45 @@ async def test_sessions_past_the_limit_are_refused_as_busy(tmp_path: Path) -> No
             await receive_until(first, "final")
 
 
+async def test_a_full_server_still_takes_back_the_client_of_a_parked_recording(tmp_path: Path) -> None:
+    """MAX_SESSIONS=1: a client's network drops and another meeting takes the slot its socket gave back.
+    The recording is served all along, so its client still resumes it; a socket that does anything else
+    while the server is full is refused `busy`, close 1013, as any other."""
+    pcm, rate = load_wav("one_voice.wav")
+    cut = int(4.6 * rate)
+    settings = make_settings(tmp_path, max_sessions=1, resume_grace_seconds=30, admission_by_load=False)
+    with run_server(settings) as base_url:
+        first = await websockets.connect(ws_url(base_url))
+        await first.send(json.dumps({"type": "start", "sample_rate": rate, "title": "Dropped"}))
+        await first.send(pcm[:cut].tobytes())
+        hello, _ = await receive_until(first, "status")
+        await receive_until(first, "partial_transcript")
+        first.transport.abort()  # the network goes; the recording waits for its client
+        await _wait_for_idle(base_url)  # its socket gave the slot back
+        async with websockets.connect(ws_url(base_url)) as other:
+            await receive_until(other, "status")  # another meeting took the slot
+            async with websockets.connect(ws_url(base_url)) as stranger:
+                await stranger.send(json.dumps({"type": "start", "sample_rate": rate}))
+                error, _ = await receive_until(stranger, "error")
+                assert error["code"] == "busy" and "try again" in error["message"]
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(stranger.recv(), 10)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+            async with websockets.connect(ws_url(base_url)) as back:
+                await back.send(json.dumps({"type": "start", "sample_rate": rate, "resume": hello["session_id"]}))
+                answer, _ = await receive_until(back, "status")
+                while not answer.get("resumed"):
+                    answer, _ = await receive_until(back, "status")
+                await back.send(pcm[cut:].tobytes())
+                await back.send(json.dumps({"type": "stop"}))
+                final, _ = await receive_until(back, "final")
+            await other.send(json.dumps({"type": "stop"}))
+            await receive_until(other, "final")
+    assert final["session_id"] == hello["session_id"]
+    assert abs(final["metrics"]["audio_seconds"] - len(pcm) / rate) < 0.05, "one final for the whole meeting"
+    assert "quarterly" in final["transcript"].lower() and "marketing" in final["transcript"].lower()
+
+
 async def test_session_past_the_maximum_duration_is_stopped_and_finalised(tmp_path: Path) -> None:
     pcm, rate = load_wav("one_voice.wav")
     with run_server(make_settings(tmp_path, max_session_seconds=3)) as base_url:

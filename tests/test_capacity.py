@@ -145,6 +145,17 @@ def test_refusals_say_busy_with_a_retry_hint_and_name_their_reason() -> None:
     assert "20 s" in message["message"]
 
 
+
+def test_past_the_limit_one_socket_each_may_come_for_a_parked_recording() -> None:
+    counter = SessionCounter(1, Metrics())
+    assert counter.admit() is None and counter.admit() is not None
+    assert not counter.admit_past_limit(parked=0), "nothing waits for its client: busy"
+    assert counter.admit_past_limit(parked=1) and counter.active == 2
+    assert not counter.admit_past_limit(parked=1), "one socket for the one parked recording"
+    counter.release()
+    assert counter.admit_past_limit(parked=1)
+
+
 class _Source:
     def __init__(self, received: float, lag: float) -> None:
         self.processed_seconds, self.lag_seconds = received, lag
