@@ -10,6 +10,7 @@ order, each close running even when another one fails.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -25,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from integrations.workflows import build_workflows
 from observability import Metrics
-from services.admission import SessionCounter, SessionLimits, refusal_reason
+from services.admission import SessionCounter, SessionLimits, admit_socket, refusal_reason
 from services.asr_service import SpeechRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher
 from services.auth import accepted_subprotocol
@@ -245,15 +246,10 @@ async def serve_recording(websocket: WebSocket, state: AppState) -> None:
         await websocket.send_json(server_error("busy"))
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
-    busy = state.sessions.admit()  # the count and the measured load (services/capacity.py)
     session_id = uuid.uuid4().hex[:12]
-    if busy is None and isinstance(state.services.pipeline, RemotePipeline):
-        busy = await state.services.pipeline.reserve(session_id)  # a worker slot, atomically across gateways
-        if busy is not None:
-            state.sessions.release()
-    resume_only = None
-    if busy is not None and state.sessions.admit_past_limit(len(state.services.resumes)):
-        busy, resume_only = None, busy  # it may only resume a recording parked here: RecordingSession checks
+    pipeline = state.services.pipeline
+    reserve = functools.partial(pipeline.reserve, session_id) if isinstance(pipeline, RemotePipeline) else None
+    busy, resume_only = await admit_socket(state.sessions, len(state.services.resumes), reserve)
     if busy is not None:
         state.metrics.sessions_refused.labels(reason=busy.reason).inc()
         logger.info("session refused: %s (%d active)", busy.reason, state.sessions.active)

@@ -9,6 +9,7 @@ error with a `retry_after` hint in seconds and close 1013, before any audio is t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +110,22 @@ class SessionCounter:
     def release(self) -> None:
         self.active -= 1
         self._gauge.set(self.active)
+
+
+Reserve = Callable[[], Awaitable[Busy | None]]
+"""A worker slot for the new session, atomically across gateways (Redis mode); a `Busy` when none is left."""
+Admitted = tuple[Busy | None, Busy | None]
+
+
+async def admit_socket(counter: SessionCounter, parked: int, reserve: Reserve | None) -> Admitted:
+    """Whether a new socket may record: (refused, resume_only). `resume_only` is set when it is admitted past
+    the limit only to resume one of the `parked` recordings: the refusal it gets if it does anything else."""
+    busy = counter.admit()  # the count and the measured load (services/capacity.py)
+    if busy is None and reserve is not None and (busy := await reserve()) is not None:
+        counter.release()
+    if busy is not None and counter.admit_past_limit(parked):
+        return None, busy
+    return busy, None
 
 
 def refusal_reason(websocket: WebSocket, settings: Settings) -> str | None:
