@@ -97,8 +97,8 @@ class SessionCounter:
 
     def admit_past_limit(self, parked: int) -> bool:
         """Admit a socket although `admit` said no, to resume one of the `parked` recordings waiting for their
-        clients (served already: their dropped sockets gave their slots back); at most one socket each."""
-        if self.active >= self.limit + parked:
+        clients (served already: their dropped sockets gave their slots back); one socket each past the limit."""
+        if not parked or self.active >= self.limit + parked:
             return False
         self.active += 1
         self._gauge.set(self.active)

@@ -154,6 +154,8 @@ def test_past_the_limit_one_socket_each_may_come_for_a_parked_recording() -> Non
     assert not counter.admit_past_limit(parked=1), "one socket for the one parked recording"
     counter.release()
     assert counter.admit_past_limit(parked=1)
+    below = SessionCounter(4, Metrics())  # refused by the load, below the count: only for a parked recording
+    assert not below.admit_past_limit(parked=0) and below.admit_past_limit(parked=1)
 
 
 class _Source:
