@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
 Message = dict[str, Any]
 
 
@@ -78,6 +80,14 @@ class Outbox:
         if not self._items:
             self._empty.set()
         return message
+
+    async def send_to(self, websocket: WebSocket) -> None:
+        """Send the messages as they come until the outbox is closed and drained, or the client is gone."""
+        while (message := await self.get()) is not None:
+            try:
+                await websocket.send_json(message)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                return  # the client is gone; the session's receive loop hears of it next
 
     async def drained(self) -> None:
         """Wait until every queued message has been taken."""

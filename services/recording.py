@@ -32,9 +32,12 @@ class SessionParts:
         """Nobody is watching any more: this session's model work goes behind live meetings."""
         self.urgency.level = Priority.BACKGROUND
 
-    def attach(self) -> None:
-        """Somebody is watching again (a resumed session)."""
+    def attach(self, *, new_capture: bool = False) -> None:
+        """Somebody is watching again (a resumed session); `new_capture`: what its client sends next does not
+        continue what it sent before (a reloaded page), so it is heard on its own."""
         self.urgency.level = Priority.LIVE
+        if new_capture:
+            self.pump.hear_afresh()
 
     def audio_complete(self) -> None:
         """All of the recording's audio is in (an upload decoded, a live one stopped)."""

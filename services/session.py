@@ -27,7 +27,6 @@ from services.pipeline import MeetingPipeline
 from services.protocol import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
-    CLOSE_TRY_AGAIN_LATER,
     StartMessage,
     notice,
     parse_client_text,
@@ -72,13 +71,12 @@ class RecordingSession:
         self._title: str | None = None
         self._started_at = time.time()
         self._guard = ClientGuard(limits, self._metrics, self._outbox)
-        self._late_audio_noticed = False
         self._opened_at = self._last_audio_at = time.monotonic()
         self._done = asyncio.Event()
 
     async def run(self) -> None:
         """Serve the socket until the final is sent or the client goes; never raises."""
-        sender = asyncio.create_task(self._send_loop(), name=f"send-{self.id}")
+        sender = asyncio.create_task(self._outbox.send_to(self._ws), name=f"send-{self.id}")
         self._parts.pump.start()
         self._resumes.attach(self.id, self._taken_over)
         self._outbox.put(notice("connected", self.id))
@@ -155,13 +153,6 @@ class RecordingSession:
         await cancel_and_wait(sender)
         self._outbox.close()  # a detached meeting is finished in the background; nobody reads its messages
 
-    async def _send_loop(self) -> None:
-        while (message := await self._outbox.get()) is not None:
-            try:
-                await self._ws.send_json(message)
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                return  # the client is gone; the receive loop hears of it next
-
     def _emit(self, update: TranscriptUpdate, lag: float) -> None:
         self._outbox.put(partial_message(update, lag))
 
@@ -175,7 +166,10 @@ class RecordingSession:
             if message.get("bytes") is not None:
                 await self._guard.pace(peer_gone(self._ws.scope))
                 return self._on_audio(message["bytes"])
-            await self._on_text(message.get("text") or "")
+            if isinstance(parsed := parse_client_text(message.get("text") or ""), StartMessage):
+                await self._on_start(parsed)
+            else:
+                self._on_stop()
         except ProtocolError as exc:
             return self._guard.violation(exc)
         return None
@@ -189,16 +183,7 @@ class RecordingSession:
             if isinstance(start, StartMessage) and start.resume is not None and self._resumes.holds(start.resume):
                 await self._on_start(start)
                 return None
-        self._metrics.sessions_refused.labels(reason=busy.reason).inc()
-        self._outbox.put(busy.message())
-        return CLOSE_TRY_AGAIN_LATER
-
-    async def _on_text(self, text: str) -> None:
-        parsed = parse_client_text(text)
-        if isinstance(parsed, StartMessage):
-            await self._on_start(parsed)
-        else:
-            self._on_stop()
+        return self._guard.refuse(busy)
 
     async def _on_start(self, start: StartMessage) -> None:
         if self.state is not SessionState.CONNECTED:
@@ -221,9 +206,7 @@ class RecordingSession:
         self._parts.close()  # the fresh parts this socket started with
         self._resumes.detach(self.id, self._taken_over)
         self.id, self._title, self._started_at, self._parts = session_id, parked.title, parked.started_at, parked.parts
-        self._parts.attach()
-        if new_capture:
-            self._parts.pump.hear_afresh()
+        self._parts.attach(new_capture=new_capture)
         self._resumes.attach(self.id, self._taken_over)
         received = self._parts.buffer.samples / SAMPLE_RATE
         self._outbox.put(resumed_message(self.id, received))
@@ -241,10 +224,8 @@ class RecordingSession:
             return close_code
         if not data:
             return None
-        if self.state not in LIVE:  # frames in flight after a stop are normal: one notice, never a violation
-            if not self._late_audio_noticed:
-                self._late_audio_noticed = True
-                self._guard.tell("audio_after_stop")
+        if self.state not in LIVE:
+            self._guard.late_audio()
             return None
         if self.state is SessionState.CONNECTED:
             self._transition(SessionState.RECORDING)
