@@ -8,6 +8,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -34,6 +35,17 @@ async def _wait_for_idle(base_url: str, limit: float = 30.0) -> dict[str, object
         if health["active_sessions"] == 0 and health["queue_depth"] == 0 or time.monotonic() > deadline:
             return health
         await asyncio.sleep(0.1)
+
+
+async def _record_and_drop(base_url: str, pcm: np.ndarray, rate: int) -> dict[str, Any]:
+    """A client records `pcm` as "Dropped", sees a partial, and loses its network: the server's hello."""
+    first = await websockets.connect(ws_url(base_url))
+    await first.send(json.dumps({"type": "start", "sample_rate": rate, "title": "Dropped"}))
+    await first.send(pcm.tobytes())
+    hello, _ = await receive_until(first, "status")
+    await receive_until(first, "partial_transcript")
+    first.transport.abort()  # the network goes; the recording waits for its client
+    return hello
 
 
 async def test_live_partials_arrive_before_stop_and_final_has_the_words(live_server: str) -> None:
@@ -277,12 +289,7 @@ async def test_a_full_server_still_takes_back_the_client_of_a_parked_recording(t
     cut = int(4.6 * rate)
     settings = make_settings(tmp_path, max_sessions=1, resume_grace_seconds=30, admission_by_load=False)
     with run_server(settings) as base_url:
-        first = await websockets.connect(ws_url(base_url))
-        await first.send(json.dumps({"type": "start", "sample_rate": rate, "title": "Dropped"}))
-        await first.send(pcm[:cut].tobytes())
-        hello, _ = await receive_until(first, "status")
-        await receive_until(first, "partial_transcript")
-        first.transport.abort()  # the network goes; the recording waits for its client
+        hello = await _record_and_drop(base_url, pcm[:cut], rate)
         await _wait_for_idle(base_url)  # its socket gave the slot back
         async with websockets.connect(ws_url(base_url)) as other:
             await receive_until(other, "status")  # another meeting took the slot
@@ -426,12 +433,7 @@ async def test_a_dropped_socket_resumes_the_same_session(tmp_path: Path) -> None
     pcm, rate = load_wav("one_voice.wav")
     cut = int(4.6 * rate)
     with run_server(settings) as base_url:
-        first = await websockets.connect(ws_url(base_url))
-        await first.send(json.dumps({"type": "start", "sample_rate": rate, "title": "Dropped"}))
-        await first.send(pcm[:cut].tobytes())
-        hello, _ = await receive_until(first, "status")
-        await receive_until(first, "partial_transcript")
-        first.transport.abort()  # the network goes; the recording waits for its client
+        hello = await _record_and_drop(base_url, pcm[:cut], rate)
         async with websockets.connect(ws_url(base_url)) as ws:
             await ws.send(json.dumps({"type": "start", "sample_rate": rate, "resume": hello["session_id"]}))
             answer = None
