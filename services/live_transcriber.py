@@ -123,7 +123,8 @@ class LiveTranscriber:
         return self._show_draft(job, text)
 
     def take_commit(self) -> CommitJob | None:
-        """The careful pass `step` staged, if any: `transcribe_commit` it (beside the drafts), then `apply_commit`."""
+        """The careful pass `step` staged, if any: `transcribe_commit` it (beside the drafts), then `apply_commit`.
+        No other pass is staged until then."""
         job, self._staged = self._staged, None
         if job is not None:
             self._in_flight = job
