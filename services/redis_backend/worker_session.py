@@ -230,7 +230,10 @@ async def _feed_audio(session_id: str, context: WorkerContext, parts: SessionPar
                 if streams.LEFT in fields or streams.AFRESH in fields:  # the client left here, or came back afresh
                     await _append(context, parts, sealed)
                     sealed = []
-                    parts.pump.seal() if streams.LEFT in fields else parts.pump.hear_afresh()
+                    if streams.LEFT in fields:
+                        parts.pump.seal()
+                    else:
+                        parts.pump.hear_afresh()
                     continue
                 sealed.append(fields[streams.CHUNK])
         await _append(context, parts, sealed)
