@@ -161,6 +161,7 @@ async def open_services(
         partial_interval=settings.asr_partial_interval,
         spools=spools,
         draft_batch_size=settings.asr_draft_batch_size,
+        full_context_final=settings.asr_full_context_final,
     )
     if gateway:
         pipeline = await open_remote_pipeline(settings, metrics, store, cipher, stack)

@@ -29,7 +29,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "meeting_assistant"
 # The pipeline stages that count jobs and failures. "meeting": one queued after-stop job;
-# "asr_live"/"asr_final": live and stop-time transcription steps; "diarization"; "summary".
+# "asr_live"/"asr_final": live and stop-time transcription steps (and the final transcript's
+# full-context windows); "diarization"; "summary".
 STAGES = ("meeting", "asr_live", "asr_final", "diarization", "summary")
 RECOVERY_RESULTS = ("recovered", "failed", "audio_lost")
 UPLOAD_RESULTS = ("accepted", "rejected_too_big", "rejected_not_audio", "rejected_bad_request", "done", "failed")
@@ -164,7 +165,7 @@ class Metrics:
         )
         self.asr_model_calls = Counter(
             f"{PREFIX}_asr_model_calls_total",
-            "Whisper model calls by path (draft, careful, stop, calibration) and op "
+            "Whisper model calls by path (draft, careful, stop, full, calibration) and op "
             "(encode, generate, fallback, align).",
             ["path", "op"],
             registry=registry,

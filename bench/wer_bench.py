@@ -5,10 +5,11 @@
 The stream benchmark's files hold 60 words each, so one word moves their WER by 1.7 %. This one
 renders the five meeting scripts of tests/fixtures/meetings with espeak-ng (four voices, 0.8 s
 between turns; needs espeak-ng and sox) and adds the two scripted fixtures: about 840 words.
-Each recording is fed to `LiveTranscriber` in steps of `--step` seconds of audio, as fast as the
-CPU allows (the same calls the server makes, without the real-time wait), then finished; the
-committed text is scored against the script, beside bare `WhisperModel.transcribe` at its defaults
-(beam 5, the whole temperature ladder) on the whole file. CPU seconds are this process's, per audio second.
+Each recording is fed to `LiveTranscriber` and the `FullContextPass` beside it in steps of `--step`
+seconds of audio, as fast as the CPU allows (the same calls the server makes, without the real-time
+wait), then finished; the final transcript and the committed live text are scored against the
+script, beside bare `WhisperModel.transcribe` at its defaults (beam 5, the whole temperature
+ladder) on the whole file. CPU seconds are this process's, per audio second.
 
 sox dithers as it resamples espeak-ng's output, so every render of a script differs in its last bit,
 and that alone moves one run's corpus WER by a point or more, bare faster-whisper's as much as the
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from observability import Metrics  # noqa: E402
 from services.asr_service import WhisperRecognizer, load_recognizer  # noqa: E402
 from services.audio_buffer import AudioCipher, SecureAudioBuffer  # noqa: E402
+from services.full_context_pass import FullContextPass  # noqa: E402
 from services.live_policy import LivePolicy  # noqa: E402
 from services.live_transcriber import LiveTranscriber  # noqa: E402
 from services.settings import load_settings  # noqa: E402
@@ -76,17 +78,23 @@ def read_pcm(path: Path) -> np.ndarray:
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
 
 
-def live_text(recognizer: WhisperRecognizer, pcm: np.ndarray, policy: LivePolicy, step: float) -> str:
+def live_texts(recognizer: WhisperRecognizer, pcm: np.ndarray, policy: LivePolicy, step: float) -> tuple[str, str]:
+    """The committed live text and the final transcript (the full-context pass beside it, as the pump runs it)."""
     buffer = SecureAudioBuffer(AudioCipher(None))
     live = LiveTranscriber(recognizer, buffer, policy)
+    full = FullContextPass(recognizer, buffer, live.heard_speech)
     frame = int(step * 16_000)
     for offset in range(0, len(pcm), frame):
         buffer.append(pcm[offset : offset + frame])
         live.advance()
         if (job := live.take_commit()) is not None:
             live.apply_commit(job, live.transcribe_commit(job))
+        if full.due():
+            full.step()
+    live.hear_to()
+    full.finish()
     live.finish()
-    return " ".join(segment.text for segment in live.committed)
+    return " ".join(s.text for s in live.committed), " ".join(s.text for s in full.transcript(live.committed))
 
 
 def bare_text(recognizer: WhisperRecognizer, pcm: np.ndarray) -> str:
@@ -99,8 +107,8 @@ def bare_text(recognizer: WhisperRecognizer, pcm: np.ndarray) -> str:
 class Scores:
     """WER of each run by policy ("live", "bare") and recording, one figure per render; CPU by policy."""
 
-    wer: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {"live": {}, "bare": {}})
-    cpu: dict[str, float] = field(default_factory=lambda: {"live": 0.0, "bare": 0.0})
+    wer: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {"final": {}, "live": {}, "bare": {}})
+    cpu: dict[str, float] = field(default_factory=lambda: {"final": 0.0, "bare": 0.0})
     words: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -116,27 +124,33 @@ def score_file(path: Path, recognizer: WhisperRecognizer, policy: LivePolicy, st
     turns = json.loads(path.with_suffix(".json").read_text())["turns"]
     reference = normalise(" ".join(turn["text"] for turn in turns))
     scores.words[path.stem], scores.seconds[path.stem] = len(reference.split()), len(pcm) / 16_000
-    for name in ("live", "bare"):
+    for name in ("final", "bare"):
         ctranslate2.set_random_seed(0)  # Whisper's fallbacks sample: every run starts from the same random state
         started = time.process_time()
-        text = live_text(recognizer, pcm, policy, step) if name == "live" else bare_text(recognizer, pcm)
+        if name == "final":
+            texts = dict(zip(("live", "final"), live_texts(recognizer, pcm, policy, step), strict=True))
+        else:
+            texts = {"bare": bare_text(recognizer, pcm)}
         scores.cpu[name] += time.process_time() - started
-        scores.wer[name].setdefault(path.stem, []).append(jiwer.wer(reference, normalise(text)))
+        for key, text in texts.items():
+            scores.wer[key].setdefault(path.stem, []).append(jiwer.wer(reference, normalise(text)))
 
 
 def report(scores: Scores, renders: int) -> None:
-    print(f"{'recording':24} {'s':>5} {'words':>5} {'live WER':>8} {'bare WER':>8}  (mean over the renders)")
+    print(f"{'recording':24} {'s':>5} {'words':>5} {'final WER':>9} {'live WER':>8} {'bare WER':>8}  (mean of renders)")
     for stem, count in scores.words.items():
-        live, bare = (float(np.mean(scores.wer[name][stem])) for name in ("live", "bare"))
-        print(f"{stem:24} {scores.seconds[stem]:5.1f} {count:5d} {live:8.1%} {bare:8.1%}")
+        final, live, bare = (float(np.mean(scores.wer[name][stem])) for name in ("final", "live", "bare"))
+        print(f"{stem:24} {scores.seconds[stem]:5.1f} {count:5d} {final:9.1%} {live:8.1%} {bare:8.1%}")
     audio_seconds = sum(scores.seconds.values())
     print(f"\ncorpus: {audio_seconds:.0f} s, {sum(scores.words.values())} words, {renders} renders")
-    for name in ("live", "bare"):
+    for name in ("final", "live", "bare"):
         each = ", ".join(f"{rate:.1%}" for rate in scores.corpus(name))
         print(f"WER {name:5} {float(np.mean(scores.corpus(name))):.1%}  (each render: {each})")
-    print(f"ratio {float(np.mean(scores.corpus('live'))) / float(np.mean(scores.corpus('bare'))):.2f}")
+    bare = float(np.mean(scores.corpus("bare")))
+    for name in ("final", "live"):
+        print(f"ratio {name} / bare {float(np.mean(scores.corpus(name))) / bare:.2f}")
     cpu = {name: seconds / audio_seconds / renders for name, seconds in scores.cpu.items()}
-    print(f"CPU-s per audio s (this process, steps back to back)  live {cpu['live']:.3f}   bare {cpu['bare']:.3f}")
+    print(f"CPU-s per audio s (this process, back to back): live + final {cpu['final']:.3f}, bare {cpu['bare']:.3f}")
 
 
 def main() -> None:

@@ -4,16 +4,16 @@ The draft path (`whisper_drafts.py`) decodes open utterances greedily from short
 inputs, several sessions' drafts in one call.
 
 The careful path is plain `WhisperModel.transcribe` (30 s context, beam search, word
-timestamps): it decides every committed segment and the final transcript.
+timestamps): it decides every committed segment. The full-context path (`transcribe_window`) reads
+the recording as bare faster-whisper would, one 30 s window of real audio after another, for the
+final transcript (`full_context_pass.py`).
 
 Every method here blocks: call them on the inference executor, never on the event loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,20 +27,18 @@ from faster_whisper.tokenizer import Tokenizer
 
 from observability import Metrics
 from services.asr_counters import CountingModel, current_path, current_purpose, recognition_context
-from services.careful_window import WindowBudgetSpent, bound_encoder, encoder_windows
+from services.careful_window import bound_encoder
 from services.errors import ASRError, ConfigurationError
 from services.settings import Settings
-from services.transcript_words import segment_of, trim_loop
-from services.types import SAMPLE_RATE, DraftRequest, Segment, Word
+from services.types import SAMPLE_RATE, DraftRequest, Segment
 from services.whisper_drafts import WhisperDrafts
+from services.whisper_pieces import MAX_TOKENS, careful_token_budget, one_window, to_segment
 
 logger = logging.getLogger(__name__)
 
-_FRAMES_PER_SECOND = 100  # Whisper log-mel frames per second of audio
-_MAX_FRAMES = 3000
-_MAX_TOKENS = 448  # Whisper's decoder length, prompt included
-_CAREFUL_TOKENS_PER_SECOND = 6  # fast speech is ~5 tokens a second, timestamps included
 _TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback ladder
+_PROMPT_RESET_TEMPERATURE = 0.5  # faster-whisper's `prompt_reset_on_temperature`
+_SECONDS_PER_TIMESTAMP = 0.02
 
 
 class SpeechRecognizer(Protocol):
@@ -59,6 +57,27 @@ class SpeechRecognizer(Protocol):
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         """Careful segments with word times, shifted by `offset` seconds."""
         ...
+
+    def transcribe_window(
+        self, audio: np.ndarray, offset: float, prompt: Sequence[int], *, last: bool
+    ) -> WindowText:
+        """Bare faster-whisper's reading of one 30 s window of `audio` (`last`: all of `audio`, the
+        recording's end), prompted with the tokens of the text before it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WindowText:
+    """What one full-context window said, and where the next one starts."""
+
+    segments: list[Segment]
+    tokens: list[int]
+    """The text's tokens (timestamps included): the next window's prompt, as faster-whisper's own."""
+    resume_at: float | None
+    """Seconds into the window where its last finished segment ended (the rest is heard again by the
+    next window), or None: the next window starts at this one's end."""
+    reset_prompt: bool
+    """The window fell back to sampling above 0.5: the next one is not prompted (faster-whisper's rule)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +182,7 @@ class WhisperRecognizer:
     def _prompt_tokens(self, prompt: str) -> int:
         """Tokens of faster-whisper's prompt: <|startofprev|>, the text's last 223, the start sequence."""
         text = len(self._tokenizer.encode(" " + prompt.strip())) if prompt.strip() else -1
-        return 1 + min(text, _MAX_TOKENS // 2 - 1) + len(self._tokenizer.sot_sequence)
+        return 1 + min(text, MAX_TOKENS // 2 - 1) + len(self._tokenizer.sot_sequence)
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         started = time.perf_counter()
@@ -180,72 +199,49 @@ class WhisperRecognizer:
                 max_new_tokens=careful_token_budget(len(audio) / SAMPLE_RATE, self._prompt_tokens(prompt)),
             )
             # transcribe() is lazy: consume the generator here, inside the worker thread.
-            segments = [_to_segment(piece, offset) for piece in _one_window(pieces, len(audio), self.language)]
+            kept, _spent = one_window(pieces, len(audio), self.language)
+            segments = [to_segment(piece, offset) for piece in kept]
         except RuntimeError as exc:
             raise ASRError(f"transcription failed: {exc}") from exc
         self._account("commit", started, len(audio) / SAMPLE_RATE)
         return [segment for segment in segments if segment.text]
 
+    def _window_prompt_tokens(self, prompt: list[int], *, last: bool) -> int:
+        """Tokens of faster-whisper's prompt for `prompt`; its longest for a last reading, which goes on
+        past its first window with the prompt grown by that window's text."""
+        text = MAX_TOKENS // 2 - 1 if last else len(prompt)
+        return 1 + text + len(self._tokenizer.sot_sequence)
 
+    def transcribe_window(self, audio: np.ndarray, offset: float, prompt: Sequence[int], *, last: bool) -> WindowText:
+        started = time.perf_counter()
+        prompt = list(prompt)[-(MAX_TOKENS // 2 - 1) :]
+        budget = careful_token_budget(len(audio) / SAMPLE_RATE, self._window_prompt_tokens(prompt, last=last))
+        try:
+            pieces, _info = self._model.transcribe(
+                audio,
+                language=self.language,
+                beam_size=self._beam_size,
+                temperature=self._temperatures,
+                initial_prompt=prompt or None,
+                word_timestamps=True,
+                vad_filter=False,
+                max_new_tokens=budget,
+            )
+            kept, spent = one_window(pieces, len(audio), self.language, bounded=not last)
+        except RuntimeError as exc:
+            raise ASRError(f"transcription failed: {exc}") from exc
+        self._account("commit", started, len(audio) / SAMPLE_RATE)
+        timestamp_begin = self._tokenizer.timestamp_begin
+        resume_at = None
+        if spent and kept and kept[-1].tokens[-1] >= timestamp_begin:  # faster-whisper's seek, unfinished end
+            resume_at = (kept[-1].tokens[-1] - timestamp_begin) * _SECONDS_PER_TIMESTAMP
+        return WindowText(
+            segments=[segment for piece in kept if (segment := to_segment(piece, offset)).text],
+            tokens=[token for piece in kept for token in piece.tokens],
+            resume_at=resume_at,
+            reset_prompt=any(piece.temperature > _PROMPT_RESET_TEMPERATURE for piece in kept),
+        )
 
-def careful_token_budget(seconds: float, prompt_tokens: int) -> int:
-    """`max_new_tokens` for a careful window of `seconds`: room for fast speech (one 30 s window at
-    most), so a decoding loop stops there instead of running on to Whisper's 448 tokens.
-
-    CTranslate2 stops a generation at half of `max_length` (prompt included), so twice the room is
-    asked for, within what the prompt leaves.
-    """
-    wanted = int(8 + min(seconds, _MAX_FRAMES / _FRAMES_PER_SECOND) * _CAREFUL_TOKENS_PER_SECOND)
-    return max(1, min(2 * wanted, _MAX_TOKENS - prompt_tokens - 1))
-
-
-def _one_window(pieces, samples: int, language: str | None) -> list:  # type: ignore[no-untyped-def, type-arg]
-    """The pieces of a pass, stopped before a second encoder window over audio that fits in one.
-
-    (A language guess needs an encoder call of its own, so only a pass with a set language is bounded.)
-    """
-    bounded = language is not None and samples <= _MAX_FRAMES * SAMPLE_RATE // _FRAMES_PER_SECOND
-    kept = []
-    # What follows the window's last word is left to the live transcriber: it re-decodes it if the
-    # VAD heard speech there.
-    with encoder_windows(1 if bounded else None), contextlib.suppress(WindowBudgetSpent):
-        for piece in pieces:  # a loop, not a comprehension: keep what came before the budget ran out
-            if not _is_hallucination(piece):
-                kept.append(piece)
-    return kept
-
-
-# Whisper's training data was full of video outros; it "hears" them in noise and crosstalk.
-_VIDEO_OUTRO = re.compile(
-    r"thanks? (you )?(so much )?for watching|subscribe to|see you (all )?(in|on) the next (one|video|episode)", re.I
-)
-
-
-def _is_hallucination(piece) -> bool:  # type: ignore[no-untyped-def]
-    """Whisper invents text ("You", "Thank you.", "Thanks for watching.") for silence and noise.
-
-    The no-speech probability alone is no verdict: it is one guess per 30 s window, and a window
-    that opens on a pause gets 0.5-0.6 however much speech follows, so it only condemns a piece
-    of three words or fewer (faster-whisper already drops confident no-speech with a low
-    log-probability).
-    """
-    words = piece.words or []
-    mean_probability = sum(w.probability for w in words) / len(words) if words else 1.0
-    few_words = len(words) <= 3
-    return bool(
-        (few_words and (piece.no_speech_prob > 0.6 or mean_probability < 0.2)) or _VIDEO_OUTRO.search(piece.text)
-    )
-
-
-def _to_segment(piece, offset: float) -> Segment:  # type: ignore[no-untyped-def]
-    words = [
-        Word(start=offset + w.start, end=offset + w.end, text=w.word, probability=w.probability)
-        for w in (piece.words or [])
-    ]
-    kept = trim_loop(words)
-    if len(kept) < len(words):
-        return segment_of(kept)
-    return Segment(start=offset + piece.start, end=offset + piece.end, text=piece.text.strip(), words=words)
 
 
 def load_recognizer(settings: Settings, metrics: Metrics) -> WhisperRecognizer:

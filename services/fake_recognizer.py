@@ -3,7 +3,8 @@
 `FakeRecognizer(words)` "hears" the scripted words whose middle falls inside the audio it is
 given, by time: it never looks at the samples, so tests of the session and the pipeline run in
 milliseconds and say exactly which words should come out. `fail_transcribe` makes the careful
-path raise `ASRError` (fault injection); `calls` records every call as (kind, start, end).
+path raise `ASRError` (fault injection), `fail_window` the full-context path; `calls` records
+every call as (kind, start, end).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from services.asr_service import WindowText
 from services.errors import ASRError
 from services.types import SAMPLE_RATE, DraftRequest, Segment, Word
 
@@ -21,9 +23,10 @@ class FakeRecognizer:
 
     name = "fake"
 
-    def __init__(self, words: Iterable[Word], *, fail_transcribe: bool = False) -> None:
+    def __init__(self, words: Iterable[Word], *, fail_transcribe: bool = False, fail_window: bool = False) -> None:
         self._words = sorted(words, key=lambda word: word.start)
         self.fail_transcribe = fail_transcribe
+        self.fail_window = fail_window
         self.calls: list[tuple[str, float, float]] = []
 
     def draft(self, audio: np.ndarray, offset: float, prompt: str = "") -> str:
@@ -39,7 +42,17 @@ class FakeRecognizer:
         self.calls.append(("transcribe", offset, end))
         if self.fail_transcribe:
             raise ASRError("transcription failed: injected fault")
-        words = self._heard(offset, end)
+        return self._segments(offset, end)
+
+    def transcribe_window(self, audio: np.ndarray, offset: float, prompt: Sequence[int], *, last: bool) -> WindowText:
+        end = offset + len(audio) / SAMPLE_RATE
+        self.calls.append(("window", offset, end))
+        if self.fail_window:
+            raise ASRError("transcription failed: injected fault")
+        return WindowText(self._segments(offset, end), [], None, False)
+
+    def _segments(self, start: float, end: float) -> list[Segment]:
+        words = self._heard(start, end)
         if not words:
             return []
         text = "".join(word.text for word in words).strip()

@@ -3,20 +3,18 @@
 The session calls `notify()` whenever audio arrives. Once `interval` of new audio has come, the
 pump runs one transcriber step on the inference executor (a draft, a freeze or a staged careful
 pass), starts the careful pass it staged on another inference thread (drafting goes on meanwhile;
-one pass per session at a time), labels committed segments with a provisional speaker, and lets
-the session's diariser embed the speech that has ended. Every update goes to `emit` with the lag
-(seconds of audio received but not yet looked at).
-
-A step only stages the draft it finds due; the pump then hands it to `decode_draft` (the process's
-`DraftBatcher`, which decodes the drafts of every live session together) and shows the text when it
-comes back, unless the utterance moved on meanwhile.
+one pass per session at a time), reads a window of the final transcript once one is due
+(`full_context_pass.py`), labels committed segments with a provisional speaker, and lets the
+session's diariser embed the speech that has ended. Every update goes to `emit` with the lag
+(seconds of audio received but not yet looked at). A staged draft goes to `decode_draft` (the
+process's `DraftBatcher`, which decodes the drafts of every live session together) and is shown
+when it comes back, unless the utterance moved on meanwhile.
 
 Under load the pump thins its drafts: a step drafts only once the load meter's `draft_interval` of
-new audio has come since the last draft (`ASR_PARTIAL_INTERVAL` on an idle box, up to
-`ASR_PARTIAL_MAX_INTERVAL` on a full one, `services/capacity.py`); the steps between still run
-every `interval`, without the draft (`advance(draft=False)`: the VAD, freezes and careful passes
-staged on time, a few milliseconds). Draft steps run at `Priority.DRAFT`, behind the careful passes
-and finals of every live session. Careful passes are never thinned: committed text keeps its pace.
+new audio has come since the last draft (`services/capacity.py`); the steps between run without
+the draft (the VAD, freezes and careful passes staged on time, a few milliseconds). Draft steps run
+at `Priority.DRAFT`, behind the careful passes and finals of every live session. Careful passes
+are never thinned: committed text keeps its pace.
 
 A failing draft or careful pass never ends the recording: the drafts shown stand in for a failed
 careful pass, and the tail commit at stop looks at the audio again.
@@ -34,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from observability import Metrics
 from services.audio_buffer import SecureAudioBuffer
 from services.capacity import LoadMeter
+from services.full_context_pass import FullContextRunner
 from services.live_policy import CommitJob
 from services.live_transcriber import LiveTranscriber
 from services.orchestrator import ModelRunner
@@ -69,6 +68,7 @@ class LivePump:
         run_draft: ModelRunner | None = None,
         decode_draft: DecodeDraft | None = None,
         load: LoadMeter | None = None,
+        full_pass: FullContextRunner | None = None,
     ) -> None:
         self._session_id = session_id
         self._buffer = buffer
@@ -78,6 +78,7 @@ class LivePump:
         self._run_draft = run_draft or run_model
         self._decode_draft = decode_draft or functools.partial(self._run_draft, transcriber.decode_draft)
         self._load = load
+        self._full_pass = full_pass or FullContextRunner.off(session_id, run_model, metrics)
         self._started_at: float | None = None
         self._drafted_at = 0  # buffer length when the last drafting step was taken
         self._emit = emit
@@ -101,6 +102,12 @@ class LivePump:
     def committed(self) -> list[Segment]:
         """The committed segments so far, in order."""
         return self._transcriber.committed
+
+    @property
+    def transcript(self) -> list[Segment]:
+        """The final transcript once `finish` returned: the full-context pass's text where it read the
+        audio, the committed segments elsewhere."""
+        return self._full_pass.transcript(self.committed)
 
     @property
     def processed_seconds(self) -> float:
@@ -132,6 +139,7 @@ class LivePump:
         """Start after a transcript committed elsewhere (a takeover); call before `start`. The first
         step drafts the audio received since then at once, at the priority of committed text."""
         self._transcriber.resume_after(committed, next_id)
+        self._full_pass.start_after(committed)
         self._backlog = True
 
     def start(self) -> None:
@@ -160,6 +168,7 @@ class LivePump:
         """The client that came back sends a new capture (a reloaded page), not the rest of what it sent
         before it left: what follows the seal is heard on its own (`LiveTranscriber.hear_afresh`)."""
         self._afresh = True
+        self._full_pass.cut(self._buffer.samples)
         self._audio_arrived.set()
 
     def stop(self) -> None:
@@ -182,12 +191,20 @@ class LivePump:
             MeetingAssistantError: the recogniser or the audio buffer failed.
         """
         await self._seal()
-        await self._advance(self._transcriber.finish)
+        await self._advance(self._transcriber.hear_to)  # the full-context pass reads no silence
+        if self._started_at is None and await self._full_pass.finish():
+            return  # an upload or a recovered recording: nobody watches its live text
+        full = asyncio.create_task(self._full_pass.finish())  # beside the live tail: two inference threads
+        try:
+            await self._advance(self._transcriber.finish)
+        finally:
+            await full
 
     def cancel(self) -> None:
         """Abandon the work in flight (the session ends without a final)."""
         self._running = False
         self._untrack()
+        self._full_pass.cancel()
         for task in (self._loop_task, self._commit_task):
             if task is not None:
                 task.cancel()
@@ -214,6 +231,7 @@ class LivePump:
                 else:  # thinned: freeze and stage careful passes on time, without the draft (cheap)
                     await self._advance(functools.partial(self._transcriber.step, draft=False))
                 self._start_commit()
+                self._full_pass.poke()
                 if self._speakers is not None:
                     self._speakers.catch_up(self._buffer)
             except Exception:  # a failed draft must not end the recording; the tail commit retries the audio

@@ -81,9 +81,8 @@ class LiveTranscriber:
         """A takeover's first step, the stored audio in: one draft of the speech after the committed text,
         shown within a draft's time, not after a careful pass over it all (which the next `advance`
         stages, to commit in this draft's place)."""
-        now = self._buffer.samples
-        self._vad.feed(self._buffer.read(self._vad_fed, now))
-        self._vad_fed = self.processed_samples = now
+        self.processed_samples = now = self._buffer.samples
+        self.hear_to(now)
         span = self._speech_span(self._commit_start, self._vad.frames * FRAME_SAMPLES)
         if span is None or span[1] - span[0] < _MIN_DRAFT_SPEECH:
             return []
@@ -164,10 +163,21 @@ class LiveTranscriber:
         self._cut_at = -1
         return []  # no updates: run like the other steps
 
+    def hear_to(self, end: int | None = None) -> list[TranscriptUpdate]:
+        """Score the audio up to sample `end` (all received) with the VAD, a few ms: `heard_speech` answers then."""
+        end = self._buffer.samples if end is None else end
+        self._vad.feed(self._buffer.read(self._vad_fed, end))
+        self._vad_fed = max(self._vad_fed, end)
+        return []  # no updates: run like the other steps
+
+    def heard_speech(self, start: int, end: int) -> bool:
+        """Whether the VAD heard speech in [start, end); audio it has not scored counts as speech. Only reads:
+        may run on another thread beside a step."""
+        return self._vad.frames * FRAME_SAMPLES < end - FRAME_SAMPLES or self._speech_span(start, end) is not None
+
     def _step(self, *, final: bool, draft: bool = True, until: int | None = None) -> list[TranscriptUpdate]:
         now = self._buffer.samples if until is None else min(until, self._buffer.samples)
-        self._vad.feed(self._buffer.read(self._vad_fed, now))
-        self._vad_fed = now
+        self.hear_to(now)
         self.processed_samples = now
         vad_end = now if final else self._vad.frames * FRAME_SAMPLES
         busy = self._staged is not None or self._in_flight is not None

@@ -23,6 +23,7 @@ from services.asr_service import SpeechRecognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.draft_batcher import DraftBatcher
 from services.errors import BacklogFullError, MeetingAssistantError
+from services.full_context_pass import FullContextPass, FullContextRunner
 from services.live_policy import LivePolicy
 from services.live_pump import Emit, LivePump
 from services.live_transcriber import LiveTranscriber
@@ -70,6 +71,7 @@ class MeetingPipeline:
         partial_interval: float,
         spools: SpoolDirectory | None = None,
         draft_batch_size: int = 8,
+        full_context_final: bool = True,
     ) -> None:
         self.metrics = metrics
         self._store = store
@@ -82,6 +84,7 @@ class MeetingPipeline:
         self._cipher = cipher
         self._partial_interval = partial_interval
         self._spools = spools
+        self._full_context_final = full_context_final
         # the drafts of every live session, decoded together (services/draft_batcher.py)
         live_drafts = orchestrator.runner(Urgency(), draft=True)
         self._drafts = DraftBatcher(recognizer, live_drafts, metrics, max_batch=draft_batch_size)
@@ -97,10 +100,16 @@ class MeetingPipeline:
         spool = self._spools.open(session_id) if spooled and self._spools is not None else None
         buffer = SpooledAudioBuffer(self._cipher, spool) if spool is not None else SecureAudioBuffer(self._cipher)
         speakers = self._diarization.session_speakers(session_id, run_model) if self._diarization is not None else None
+        transcriber = LiveTranscriber(self._recognizer, buffer, self._policy, self.metrics)
+        reading = FullContextPass(self._recognizer, buffer, transcriber.heard_speech)
+        full_pass = FullContextRunner(
+            session_id, reading if self._full_context_final else None,
+            run_window=run_draft, run_rest=run_model, metrics=self.metrics,
+        )
         pump = LivePump(
             session_id=session_id,
             buffer=buffer,
-            transcriber=LiveTranscriber(self._recognizer, buffer, self._policy, self.metrics),
+            transcriber=transcriber,
             speakers=speakers,
             run_model=run_model,
             emit=emit,
@@ -109,6 +118,7 @@ class MeetingPipeline:
             run_draft=run_draft,
             decode_draft=functools.partial(self._decode_draft, urgency, run_draft),
             load=self._orchestrator.load,  # thins drafts under load (services/capacity.py)
+            full_pass=full_pass,
         )
         return SessionParts(buffer, pump, speakers, urgency, spool=spool)
 
@@ -235,7 +245,7 @@ class MeetingPipeline:
     ) -> dict[str, Any]:
         session_id = recording.session_id
         timings: dict[str, float] = {}
-        segments = [segment for segment in recording.parts.pump.committed if segment.text]
+        segments = [segment for segment in recording.parts.pump.transcript if segment.text]
         if segments:
             send(notice("diarizing", session_id))
             labelled = label_speakers(

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     asr_careful_fallbacks: int = Field(
         1, ge=0, le=5, description="Temperature fallbacks a careful pass may try per 30 s window (Whisper's ladder)."
     )
+    asr_full_context_final: bool = Field(
+        True,
+        description="Read the final transcript as bare faster-whisper would (30 s windows while recording) "
+        "instead of keeping the live committed text.",
+    )
     asr_compute_type: str = "auto"
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     asr_cpu_threads: int = Field(1, ge=0, description="Threads per inference worker (0 = CTranslate2 default).")

@@ -101,6 +101,31 @@ async def test_48khz_audio_in_odd_sized_frames_is_resampled_and_reassembled(live
     assert re.search(r'asr_audio_seconds_total\{path="(careful|stop)"\} [1-9]', metrics)
 
 
+async def _full_windows(client: httpx.AsyncClient, base_url: str) -> float:
+    metrics = (await client.get(f"{base_url}/metrics")).text
+    found = re.search(r'asr_model_calls_total\{op="encode",path="full"\} ([0-9.]+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_a_long_meeting_is_read_in_full_windows_while_it_records(live_server: str) -> None:
+    """Past 30 s the final transcript's first window is read before stop, not all of it after."""
+    pcm = np.concatenate([load_wav("ami_dev00.wav")[0], load_wav("one_voice.wav")[0]])  # 40 s
+    async with httpx.AsyncClient() as client, websockets.connect(ws_url(live_server)) as ws:
+        windows_before = await _full_windows(client, live_server)
+        for offset in range(0, len(pcm), 1600):
+            await ws.send(pcm[offset : offset + 1600].tobytes())
+        for _ in range(600):
+            if await _full_windows(client, live_server) > windows_before:
+                break
+            await asyncio.sleep(0.1)
+        assert await _full_windows(client, live_server) > windows_before, "no window was read while recording"
+        await ws.send(json.dumps({"type": "stop"}))
+        final, _ = await receive_until(ws, "final")
+    assert "quarterly" in final["transcript"].lower() and "ready to begin" in final["transcript"].lower()
+    starts = [segment["start"] for segment in final["segments"]]
+    assert starts == sorted(starts) and final["errors"] == []
+
+
 async def test_bad_frames_get_errors_and_the_session_carries_on(live_server: str) -> None:
     pcm, rate = load_wav("one_voice.wav")
     async with websockets.connect(ws_url(live_server)) as ws:

@@ -7,10 +7,11 @@ import pytest
 from faster_whisper import decode_audio
 
 from observability import Metrics
-from services.asr_service import WhisperRecognizer, careful_token_budget, load_recognizer
+from services.asr_service import WhisperRecognizer, load_recognizer
 from services.errors import ConfigurationError
 from services.transcript_words import trim_loop, trim_self_repetition
 from services.types import Word
+from services.whisper_pieces import careful_token_budget
 from tests.support import FIXTURES, load_wav, make_settings
 
 
@@ -116,17 +117,17 @@ def test_a_missing_model_directory_names_the_setting(tmp_path) -> None:  # type:
 def test_video_outro_hallucinations_are_dropped() -> None:
     from types import SimpleNamespace
 
-    from services.asr_service import _is_hallucination
+    from services.whisper_pieces import is_hallucination
 
     def piece(text: str, probability: float = 0.9, no_speech: float = 0.1) -> SimpleNamespace:
         words = [SimpleNamespace(probability=probability) for _ in text.split()]
         return SimpleNamespace(text=text, words=words, no_speech_prob=no_speech)
 
-    assert _is_hallucination(piece(" Thank you so much for watching, and I'll see you in the next one."))
-    assert _is_hallucination(piece(" You", probability=0.03))
-    assert _is_hallucination(piece(" Right, the budget.", no_speech=0.9))
-    assert not _is_hallucination(piece(" Thank you, Alice, that was helpful."))
-    assert not _is_hallucination(piece(" I will send the budget report to the finance team.", no_speech=0.65))
+    assert is_hallucination(piece(" Thank you so much for watching, and I'll see you in the next one."))
+    assert is_hallucination(piece(" You", probability=0.03))
+    assert is_hallucination(piece(" Right, the budget.", no_speech=0.9))
+    assert not is_hallucination(piece(" Thank you, Alice, that was helpful."))
+    assert not is_hallucination(piece(" I will send the budget report to the finance team.", no_speech=0.65))
 
 
 def _float_audio(name: str) -> np.ndarray:

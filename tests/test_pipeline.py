@@ -67,7 +67,7 @@ async def test_a_failing_diariser_leaves_unlabelled_segments_and_says_why() -> N
 
 
 async def test_a_failing_tail_commit_is_reported_and_the_meeting_still_ends() -> None:
-    recognizer = FakeRecognizer(scripted_words("one_voice"), fail_transcribe=True)
+    recognizer = FakeRecognizer(scripted_words("one_voice"), fail_transcribe=True, fail_window=True)
     async with fake_pipeline(recognizer) as (pipeline, _):
         recording = _recorded(pipeline, "one_voice")
         final, sent = await _finish(pipeline, recording)
@@ -75,6 +75,17 @@ async def test_a_failing_tail_commit_is_reported_and_the_meeting_still_ends() ->
     assert any("injected fault" in e for e in final["errors"])
     assert final["provider"] == "none" and final["segments"] == []
     assert recording.parts.buffer.samples == 0
+
+
+async def test_the_final_is_the_full_context_reading_and_either_reading_stands_in_for_the_other() -> None:
+    """A recording nobody watched live (an upload, a recovered one) is read once, by the full-context
+    pass; when that fails, the careful pass reads it instead, and no error is shown: nothing is lost."""
+    for fail_window, calls in ((False, {"window"}), (True, {"window", "transcribe"})):
+        recognizer = FakeRecognizer(scripted_words("one_voice"), fail_window=fail_window)
+        async with fake_pipeline(recognizer) as (pipeline, _):
+            final, _ = await _finish(pipeline, _recorded(pipeline, "one_voice"))
+        assert "quarterly numbers" in final["transcript"] and final["errors"] == []
+        assert {kind for kind, _, _ in recognizer.calls} == calls
 
 
 async def test_silence_gives_a_no_speech_final_without_calling_a_provider() -> None:

@@ -1,0 +1,188 @@
+"""The final transcript, read the way bare faster-whisper reads a whole recording.
+
+The live transcriber commits each utterance from a careful pass over that utterance alone, as
+soon as its speaker pauses: the participants get settled text within seconds, but Whisper hears
+the last words of such a short window wrong three times as often as words inside it, and the live
+text ends up ~20 % further from the reference than bare faster-whisper on the whole file
+(`bench/wer_bench.py`). This pass reads the recording as faster-whisper's own loop does, while
+it is recorded: a 30 s window of real audio once 30 s have arrived past the last finished
+segment, prompted with the tokens of the text before it, the next window starting where the last
+finished segment ended. At stop only the rest (under 30 s when the pass keeps up) is left: the
+final transcript is this pass's text, as accurate as bare faster-whisper on the same recording.
+
+A reloaded page records a new capture: `cut` ends a window there, so its words are never read
+together with the old capture's last syllables. A worker that takes a meeting over starts after
+the transcript committed before it (`start_after`). If a window fails, the pass stops there and
+the final keeps the live committed text from that point on: nothing said is lost. A window in which the session's
+VAD heard no speech is not read at all.
+
+`FullContextPass.step` and `finish` block (model work); `FullContextRunner` runs them on the
+inference executor for the live pump: a window once one is due, behind the live work, and the rest
+at stop, beside the live tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from observability import Metrics
+from services.asr_counters import recognition_context
+from services.asr_service import SpeechRecognizer
+from services.audio_buffer import SecureAudioBuffer
+from services.orchestrator import ModelRunner
+from services.types import SAMPLE_RATE, Segment
+
+logger = logging.getLogger(__name__)
+
+HeardSpeech = Callable[[int, int], bool]
+"""Whether the session's VAD heard speech in [start, end) samples (`LiveTranscriber.heard_speech`)."""
+
+WINDOW = 30 * SAMPLE_RATE  # Whisper's window: faster-whisper encodes the audio 30 s at a time
+_PROMPT_TOKENS = 223  # faster-whisper prompts with the last half of the decoder's 448 tokens, less one
+
+
+class FullContextPass:
+    """Bare faster-whisper's windows over one session's growing `SecureAudioBuffer`."""
+
+    def __init__(
+        self, recognizer: SpeechRecognizer, buffer: SecureAudioBuffer, heard_speech: HeardSpeech | None = None
+    ) -> None:
+        self._recognizer = recognizer
+        self._buffer = buffer
+        self._heard_speech = heard_speech
+        self._seek = 0  # first sample not yet read by a window
+        self._prompt: list[int] = []  # tokens of the text since the last prompt reset
+        self._cuts: list[int] = []  # where new captures start, in order
+        self._failed = False
+        self._before: list[Segment] = []  # committed by another worker before this pass began
+        self.segments: list[Segment] = []
+
+    def start_after(self, committed: list[Segment]) -> None:
+        """Begin after a transcript committed elsewhere (a takeover): that text stands in the final."""
+        self._before = [segment for segment in committed if segment.text]
+        if self._before:
+            self._seek = int(max(segment.end for segment in self._before) * SAMPLE_RATE)
+
+    def cut(self, at: int) -> None:
+        """A new capture starts at sample `at` (a reloaded page): no window reads across it."""
+        if at > self._seek:
+            self._cuts.append(at)
+
+    def due(self) -> bool:
+        """Whether a window can be read now: 30 s of audio past the seek, or all of it up to a cut."""
+        return not self._failed and self._buffer.samples >= self._window_end()
+
+    def step(self) -> None:
+        """Read one due window (blocking). A failure stops the pass here, then re-raises."""
+        end = self._window_end()
+        self._read(end, last=bool(self._cuts) and end == self._cuts[0])
+
+    def finish(self) -> None:
+        """Read the rest of the recording (blocking), window by window as faster-whisper would."""
+        while not self._failed and self._seek < self._buffer.samples:
+            end = min(self._window_end(), self._buffer.samples)
+            self._read(end, last=end == self._buffer.samples or end in self._cuts)
+
+    def transcript(self, committed: list[Segment]) -> list[Segment]:
+        """The final segments: this pass's, then the live `committed` ones after the audio it read
+        (there are none unless it failed or never finished)."""
+        covered = self._seek / SAMPLE_RATE
+        rest = [segment for segment in committed if segment.text and (segment.start + segment.end) / 2 >= covered]
+        return [*self._before, *self.segments, *rest]
+
+    def _window_end(self) -> int:
+        while self._cuts and self._cuts[0] <= self._seek:
+            self._cuts.pop(0)
+        end = self._seek + WINDOW
+        return min(end, self._cuts[0]) if self._cuts else end
+
+    def _read(self, end: int, *, last: bool) -> None:
+        start = self._seek
+        if self._heard_speech is not None and not self._heard_speech(start, end):
+            self._seek = end  # silence: nothing to read (Whisper would invent "Thank you." there)
+            return
+        try:
+            with recognition_context(path="full"):
+                window = self._recognizer.transcribe_window(
+                    self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt, last=last
+                )
+        except Exception:
+            self._failed = True
+            raise
+        self.segments += window.segments
+        self._prompt = [] if window.reset_prompt else (self._prompt + window.tokens)[-_PROMPT_TOKENS:]
+        resume = None if window.resume_at is None else start + int(window.resume_at * SAMPLE_RATE)
+        self._seek = resume if resume is not None and start < resume < end else end
+
+
+class FullContextRunner:
+    """Runs one session's `FullContextPass` beside its live pump; without one (`ASR_FULL_CONTEXT_FINAL=false`)
+    the final transcript is the live committed text."""
+
+    def __init__(
+        self,
+        session_id: str,
+        full_pass: FullContextPass | None,
+        *,
+        run_window: ModelRunner,
+        run_rest: ModelRunner,
+        metrics: Metrics,
+    ) -> None:
+        self._session_id = session_id
+        self._pass = full_pass
+        self._run_window = run_window  # behind the live work: nobody waits for a window while recording
+        self._run_rest = run_rest
+        self._metrics = metrics
+        self._window: asyncio.Task[None] | None = None
+
+    @classmethod
+    def off(cls, session_id: str, run_model: ModelRunner, metrics: Metrics) -> FullContextRunner:
+        """No full-context pass: the final is the live committed text."""
+        return cls(session_id, None, run_window=run_model, run_rest=run_model, metrics=metrics)
+
+    def start_after(self, committed: list[Segment]) -> None:
+        if self._pass is not None:
+            self._pass.start_after(committed)
+
+    def cut(self, at: int) -> None:
+        if self._pass is not None:
+            self._pass.cut(at)
+
+    def transcript(self, committed: list[Segment]) -> list[Segment]:
+        """The final segments (see `FullContextPass.transcript`)."""
+        return committed if self._pass is None else self._pass.transcript(committed)
+
+    def poke(self) -> None:
+        """Read a window if one is due and none is being read."""
+        if self._pass is None or (self._window is not None and not self._window.done()):
+            return
+        if self._pass.due():
+            self._window = asyncio.create_task(self._read_window(), name=f"full-{self._session_id}")
+
+    async def finish(self) -> bool:
+        """Read the rest of the recording (after the window in flight): whether all of it was read."""
+        if self._pass is None:
+            return False
+        if self._window is not None:
+            await self._window  # never raises
+        try:
+            await self._run_rest(self._pass.finish)
+        except Exception:  # the final keeps the committed text for what the pass did not read
+            logger.exception("full-context pass failed (session %s); the final keeps the live text", self._session_id)
+            self._metrics.job_failures.labels(stage="asr_final").inc()
+            return False
+        return True
+
+    def cancel(self) -> None:
+        if self._window is not None:
+            self._window.cancel()
+
+    async def _read_window(self) -> None:
+        assert self._pass is not None
+        try:
+            await self._run_window(self._pass.step)
+        except Exception:  # never raises: `finish` awaits this task; the pass stopped where it failed
+            logger.exception("a full-context window failed (session %s)", self._session_id)
+            self._metrics.job_failures.labels(stage="asr_final").inc()

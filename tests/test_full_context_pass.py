@@ -1,0 +1,116 @@
+"""The final transcript's full-context pass: bare faster-whisper's 30 s windows, read while recording."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jiwer
+import numpy as np
+import pytest
+
+from observability import Metrics
+from services.asr_service import WhisperRecognizer, load_recognizer
+from services.audio_buffer import AudioCipher, SecureAudioBuffer
+from services.errors import ASRError
+from services.fake_recognizer import FakeRecognizer
+from services.full_context_pass import FullContextPass
+from services.live_policy import LivePolicy
+from services.live_transcriber import LiveTranscriber
+from services.types import SAMPLE_RATE, Segment
+from tests.fakes.pipeline import scripted_words
+from tests.support import FIXTURES, load_wav, make_settings
+
+
+@pytest.fixture(scope="module")
+def recognizer(tmp_path_factory: pytest.TempPathFactory) -> WhisperRecognizer:
+    return load_recognizer(make_settings(tmp_path_factory.mktemp("full")), Metrics())
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def _script(*names: str) -> str:
+    turns = [turn for name in names for turn in json.loads((FIXTURES / f"{name}.json").read_text())["turns"]]
+    return " ".join(turn["text"] for turn in turns)
+
+
+def _record(full: FullContextPass, buffer: SecureAudioBuffer, pcm: np.ndarray) -> int:
+    """Feed `pcm` in 0.4 s frames, reading each window once due (as the pump does); how many were read."""
+    windows = 0
+    for offset in range(0, len(pcm), int(0.4 * SAMPLE_RATE)):
+        buffer.append(pcm[offset : offset + int(0.4 * SAMPLE_RATE)])
+        if full.due():
+            full.step()
+            windows += 1
+    return windows
+
+
+def test_windows_are_read_while_recording_and_the_final_is_as_accurate_as_bare_whisper(
+    recognizer: WhisperRecognizer,
+) -> None:
+    names = ("meeting_two_voices", "meeting_three_voices", "one_voice")
+    pcm = np.concatenate([load_wav(f"{name}.wav")[0] for name in names])  # 63 s, four voices
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    full = FullContextPass(recognizer, buffer)
+    assert _record(full, buffer, pcm) >= 1 and full.segments, "a window is read once 30 s have come"
+    before_stop = full.segments[-1].end
+    full.finish()
+    text = " ".join(segment.text for segment in full.transcript([]))
+    bare, _ = recognizer.model.transcribe(pcm.astype(np.float32) / 32768, beam_size=5)
+    reference = _words(_script(*names))
+    final_wer = jiwer.wer(reference, _words(text))
+    bare_wer = jiwer.wer(reference, _words(" ".join(piece.text for piece in bare)))
+    assert final_wer <= bare_wer + 0.05, (final_wer, bare_wer, text)
+    assert before_stop >= 20.0, "the windows read while recording covered most of the first 30 s"
+    starts = [segment.start for segment in full.segments]
+    assert starts == sorted(starts) and all(s.words for s in full.segments), "in order, with word times"
+
+
+def test_a_new_capture_is_never_read_in_one_window_with_the_old(recognizer: WhisperRecognizer) -> None:
+    old, _ = load_wav("one_voice.wav")
+    new, _ = load_wav("meeting_two_voices.wav")
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    full = FullContextPass(recognizer, buffer)
+    buffer.append(old[: len(old) - SAMPLE_RATE])  # the page reloaded mid-word, a second before the end
+    full.cut(buffer.samples)
+    cut = buffer.samples / SAMPLE_RATE
+    assert full.due(), "the old capture is read up to the cut at once"
+    full.step()
+    buffer.append(new)
+    full.finish()
+    after = [segment for segment in full.transcript([]) if segment.start >= cut - 0.1]
+    assert all(segment.end <= cut + 0.1 for segment in full.segments if segment not in after)
+    assert _words(after[0].text).startswith("good morning"), [segment.text for segment in full.segments]
+
+
+def test_silence_is_never_read() -> None:
+    fake = FakeRecognizer([])
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    live = LiveTranscriber(fake, buffer, LivePolicy())
+    full = FullContextPass(fake, buffer, live.heard_speech)
+    buffer.append(np.zeros(45 * SAMPLE_RATE, dtype=np.int16))
+    live.hear_to()
+    full.step()
+    full.finish()
+    assert fake.calls == [] and full.transcript([]) == []
+
+
+def test_a_failed_window_leaves_the_rest_to_the_live_text_and_a_takeover_keeps_what_came_before() -> None:
+    fake = FakeRecognizer(scripted_words("one_voice"))
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    pcm, _ = load_wav("one_voice.wav")
+    full = FullContextPass(fake, buffer)
+    earlier = Segment(start=0.0, end=2.0, text="Committed by the worker before.")
+    full.start_after([earlier])
+    buffer.append(np.concatenate([pcm, np.zeros(25 * SAMPLE_RATE, dtype=np.int16), pcm]))
+    full.step()  # [2 s, 32 s): the window read
+    fake.fail_window = True
+    with pytest.raises(ASRError):
+        full.finish()
+    live = [earlier, Segment(start=20.0, end=21.0, text="already covered"), Segment(start=36.0, end=40.0, text="live")]
+    final = full.transcript(live)
+    assert final[0] is earlier and final[-1].text == "live" and "already covered" not in [s.text for s in final]
+    assert [call[:2] for call in fake.calls] == [("window", 2.0), ("window", 32.0)]
+    assert not full.due(), "a failed pass reads nothing more"
