@@ -82,7 +82,7 @@ def live_texts(recognizer: WhisperRecognizer, pcm: np.ndarray, policy: LivePolic
     """The committed live text and the final transcript (the full-context pass beside it, as the pump runs it)."""
     buffer = SecureAudioBuffer(AudioCipher(None))
     live = LiveTranscriber(recognizer, buffer, policy)
-    full = FullContextPass(recognizer, buffer, live.heard_speech)
+    full = FullContextPass(recognizer, buffer, live.speech)
     frame = int(step * 16_000)
     for offset in range(0, len(pcm), frame):
         buffer.append(pcm[offset : offset + frame])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from dataclasses import replace
 
 from observability import Metrics
 from services.asr_counters import recognition_context
@@ -33,13 +33,13 @@ from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
 from services.orchestrator import ModelRunner
 from services.types import SAMPLE_RATE, Segment
+from services.vad import SpeechMap
 
 logger = logging.getLogger(__name__)
 
-HeardSpeech = Callable[[int, int], bool]
-"""Whether the session's VAD heard speech in [start, end) samples (`LiveTranscriber.heard_speech`)."""
-
 WINDOW = 30 * SAMPLE_RATE  # Whisper's window: faster-whisper encodes the audio 30 s at a time
+_AROUND = int(0.25 * SAMPLE_RATE)  # a word's time may be off this much from the VAD's speech (its padding too)
+_SHORTEST = int(0.3 * SAMPLE_RATE)  # the rest of a window that ended at the recording's end: no word fits
 _PROMPT_TOKENS = 223  # faster-whisper prompts with the last half of the decoder's 448 tokens, less one
 
 
@@ -47,11 +47,11 @@ class FullContextPass:
     """Bare faster-whisper's windows over one session's growing `SecureAudioBuffer`."""
 
     def __init__(
-        self, recognizer: SpeechRecognizer, buffer: SecureAudioBuffer, heard_speech: HeardSpeech | None = None
+        self, recognizer: SpeechRecognizer, buffer: SecureAudioBuffer, speech: SpeechMap | None = None
     ) -> None:
         self._recognizer = recognizer
         self._buffer = buffer
-        self._heard_speech = heard_speech
+        self._speech = speech
         self._seek = 0  # first sample not yet read by a window
         self._prompt: list[int] = []  # tokens of the text since the last prompt reset
         self._cuts: list[int] = []  # where new captures start, in order
@@ -100,8 +100,8 @@ class FullContextPass:
 
     def _read(self, end: int, *, last: bool) -> None:
         start = self._seek
-        if self._heard_speech is not None and not self._heard_speech(start, end):
-            self._seek = end  # silence: nothing to read (Whisper would invent "Thank you." there)
+        if end - start < _SHORTEST or (self._speech is not None and not self._speech.heard(start, end)):
+            self._seek = end  # silence, or a syllable's worth: nothing to read (Whisper would invent "Thank you.")
             return
         try:
             with recognition_context(path="full"):
@@ -111,10 +111,31 @@ class FullContextPass:
         except Exception:
             self._failed = True
             raise
-        self.segments += window.segments
         self._prompt = [] if window.reset_prompt else (self._prompt + window.tokens)[-_PROMPT_TOKENS:]
         resume = None if window.resume_at is None else start + int(window.resume_at * SAMPLE_RATE)
         self._seek = resume if resume is not None and start < resume < end else end
+        for segment in window.segments:
+            self._keep(_before(segment, self._seek / SAMPLE_RATE), start)
+
+    def _keep(self, segment: Segment, window_start: int) -> None:
+        """Keep `segment` unless the VAD heard nothing around it (Whisper reads words into faint noise
+        and stretches them over seconds: on AMI trn07 ten words over 9 s where one talker spoke 1.5 s),
+        spanning the utterance the VAD heard it in (word times hug the words; a reader's speaker turns,
+        and the DER, take the pauses inside an utterance as speech), never over its neighbour."""
+        start, end = segment.start, segment.end  # its words' span
+        if self._speech is not None:
+            first, last = int(start * SAMPLE_RATE), int(end * SAMPLE_RATE)
+            if not self._speech.heard(first - _AROUND, last + _AROUND):
+                return
+            first, last = self._speech.widen(first, last, pad=_AROUND)
+            start = min(start, max(first, window_start) / SAMPLE_RATE)
+            end = max(end, min(last, self._seek) / SAMPLE_RATE)
+        if self.segments:
+            previous = self.segments[-1]
+            previous.end = max(previous.start, min(previous.end, segment.start))
+            start = max(start, previous.end)
+        segment.start, segment.end = start, max(start, end)
+        self.segments.append(segment)
 
 
 class FullContextRunner:
@@ -186,3 +207,13 @@ class FullContextRunner:
         except Exception:  # never raises: `finish` awaits this task; the pass stopped where it failed
             logger.exception("a full-context window failed (session %s)", self._session_id)
             self._metrics.job_failures.labels(stage="asr_final").inc()
+
+
+def _before(segment: Segment, seek: float) -> Segment:
+    """`segment` with no word after `seek`, where the next window starts: Whisper's timestamps put the
+    window's text before it, but the word alignment can stretch a far-field word across the rest (on
+    AMI a segment ran 9 s into the next window's, which read that audio again as other words)."""
+    if segment.end <= seek:
+        return segment
+    words = [replace(word, start=min(word.start, seek), end=min(word.end, seek)) for word in segment.words]
+    return Segment(min(segment.start, seek), seek, segment.text, segment.speaker, words)

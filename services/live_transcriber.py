@@ -16,7 +16,7 @@ from services.draft_stall import DraftStall
 from services.live_policy import CommitJob, DraftJob, LivePolicy
 from services.transcript_words import deal_words, empty_segment, segment_of, split_head, word_key
 from services.types import SAMPLE_RATE, DraftRequest, Segment, TranscriptUpdate
-from services.vad import FRAME_SAMPLES, StreamingVAD
+from services.vad import FRAME_SAMPLES, SpeechMap, StreamingVAD
 
 _PRE_ROLL = int(0.2 * SAMPLE_RATE)
 _POST_ROLL = int(0.3 * SAMPLE_RATE)
@@ -164,16 +164,16 @@ class LiveTranscriber:
         return []  # no updates: run like the other steps
 
     def hear_to(self, end: int | None = None) -> list[TranscriptUpdate]:
-        """Score the audio up to sample `end` (all received) with the VAD, a few ms: `heard_speech` answers then."""
+        """Score the audio up to sample `end` (all received) with the VAD, a few ms: `speech` answers for it then."""
         end = self._buffer.samples if end is None else end
         self._vad.feed(self._buffer.read(self._vad_fed, end))
         self._vad_fed = max(self._vad_fed, end)
         return []  # no updates: run like the other steps
 
-    def heard_speech(self, start: int, end: int) -> bool:
-        """Whether the VAD heard speech in [start, end); audio it has not scored counts as speech. Only reads:
-        may run on another thread beside a step."""
-        return self._vad.frames * FRAME_SAMPLES < end - FRAME_SAMPLES or self._speech_span(start, end) is not None
+    @property
+    def speech(self) -> SpeechMap:
+        """What the VAD heard, for readers on other threads (the full-context pass)."""
+        return SpeechMap(self._vad, self._threshold, self._threshold * _HYSTERESIS)
 
     def _step(self, *, final: bool, draft: bool = True, until: int | None = None) -> list[TranscriptUpdate]:
         now = self._buffer.samples if until is None else min(until, self._buffer.samples)

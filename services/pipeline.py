@@ -101,7 +101,7 @@ class MeetingPipeline:
         buffer = SpooledAudioBuffer(self._cipher, spool) if spool is not None else SecureAudioBuffer(self._cipher)
         speakers = self._diarization.session_speakers(session_id, run_model) if self._diarization is not None else None
         transcriber = LiveTranscriber(self._recognizer, buffer, self._policy, self.metrics)
-        reading = FullContextPass(self._recognizer, buffer, transcriber.heard_speech)
+        reading = FullContextPass(self._recognizer, buffer, transcriber.speech)
         full_pass = FullContextRunner(
             session_id, reading if self._full_context_final else None,
             run_window=run_draft, run_rest=run_model, metrics=self.metrics,

@@ -7,6 +7,8 @@ sample is scored exactly once while audio streams in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from faster_whisper.vad import get_vad_model
 
@@ -68,3 +70,31 @@ class StreamingVAD:
         first = max(since, (first_frame + int(onsets[0])) * FRAME_SAMPLES)
         last = min(end, (first_frame + int(continuing[-1]) + 1) * FRAME_SAMPLES)
         return first, last
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechMap:
+    """What one stream's VAD heard, for readers on other threads: `StreamingVAD.probabilities` only grows,
+    so reading it beside a `feed` is safe. Audio not scored yet counts as speech."""
+
+    vad: StreamingVAD
+    onset: float
+    offset: float
+
+    def heard(self, start: int, end: int) -> bool:
+        """Whether a frame in [start, end) samples scored as speech (unscored audio counts as speech)."""
+        if self.vad.frames * FRAME_SAMPLES < end - FRAME_SAMPLES:
+            return True
+        frames = self.vad.probabilities[max(0, start) // FRAME_SAMPLES : -(-end // FRAME_SAMPLES)]
+        return max(frames, default=0.0) >= self.onset
+
+    def widen(self, start: int, end: int, pad: int = 0) -> tuple[int, int]:
+        """[start, end) grown over the speech frames on either side (the whole utterance it sits in), and
+        `pad` samples more."""
+        probabilities = self.vad.probabilities[: self.vad.frames]
+        first, last = start // FRAME_SAMPLES, min(len(probabilities), -(-end // FRAME_SAMPLES))
+        while first > 0 and probabilities[first - 1] >= self.offset:
+            first -= 1
+        while last < len(probabilities) and probabilities[last] >= self.offset:
+            last += 1
+        return min(start, first * FRAME_SAMPLES - pad), max(end, last * FRAME_SAMPLES + pad)

@@ -89,7 +89,7 @@ def test_silence_is_never_read() -> None:
     fake = FakeRecognizer([])
     buffer = SecureAudioBuffer(AudioCipher(None))
     live = LiveTranscriber(fake, buffer, LivePolicy())
-    full = FullContextPass(fake, buffer, live.heard_speech)
+    full = FullContextPass(fake, buffer, live.speech)
     buffer.append(np.zeros(45 * SAMPLE_RATE, dtype=np.int16))
     live.hear_to()
     full.step()
@@ -114,3 +114,19 @@ def test_a_failed_window_leaves_the_rest_to_the_live_text_and_a_takeover_keeps_w
     assert final[0] is earlier and final[-1].text == "live" and "already covered" not in [s.text for s in final]
     assert [call[:2] for call in fake.calls] == [("window", 2.0), ("window", 32.0)]
     assert not full.due(), "a failed pass reads nothing more"
+
+
+def test_a_window_s_words_never_run_into_the_next_window(recognizer: WhisperRecognizer) -> None:
+    """AMI trn04 (far-field, CC BY 4.0): the first window ends on an unfinished segment, so the next
+    reads from its last timestamp; the word alignment had stretched that window's words 9 s past it."""
+    pcm, _ = load_wav("ami_trn04.wav")
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    full = FullContextPass(recognizer, buffer)
+    buffer.append(pcm)
+    full.step()
+    full.finish()
+    segments = full.transcript([])
+    assert len(segments) >= 2, [segment.text for segment in segments]
+    for earlier, later in zip(segments, segments[1:], strict=False):
+        assert earlier.end <= later.start + 0.05, [(s.start, s.end, s.text) for s in segments]
+        assert all(word.end <= later.start + 0.05 for word in earlier.words)
