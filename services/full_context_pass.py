@@ -120,16 +120,16 @@ class FullContextPass:
     def _keep(self, segment: Segment, window_start: int) -> None:
         """Keep `segment` unless the VAD heard nothing around it (Whisper reads words into faint noise
         and stretches them over seconds: on AMI trn07 ten words over 9 s where one talker spoke 1.5 s),
-        spanning the utterance the VAD heard it in (word times hug the words; a reader's speaker turns,
-        and the DER, take the pauses inside an utterance as speech), never over its neighbour."""
+        spanning the utterance the VAD heard it in (word times from a 30 s window run over pauses or
+        stop short of the talk; a reader's speaker turns take an utterance's pauses as speech), never
+        over its neighbour."""
         start, end = segment.start, segment.end  # its words' span
         if self._speech is not None:
             first, last = int(start * SAMPLE_RATE), int(end * SAMPLE_RATE)
             if not self._speech.heard(first - _AROUND, last + _AROUND):
                 return
-            first, last = self._speech.widen(first, last, pad=_AROUND)
-            start = min(start, max(first, window_start) / SAMPLE_RATE)
-            end = max(end, min(last, self._seek) / SAMPLE_RATE)
+            first, last = self._speech.fit(first, last, pad=_AROUND)
+            start, end = max(first, window_start) / SAMPLE_RATE, min(last, self._seek) / SAMPLE_RATE
         if self.segments:
             previous = self.segments[-1]
             previous.end = max(previous.start, min(previous.end, segment.start))

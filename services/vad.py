@@ -88,13 +88,19 @@ class SpeechMap:
         frames = self.vad.probabilities[max(0, start) // FRAME_SAMPLES : -(-end // FRAME_SAMPLES)]
         return max(frames, default=0.0) >= self.onset
 
-    def widen(self, start: int, end: int, pad: int = 0) -> tuple[int, int]:
-        """[start, end) grown over the speech frames on either side (the whole utterance it sits in), and
-        `pad` samples more."""
+    def fit(self, start: int, end: int, pad: int = 0) -> tuple[int, int]:
+        """The speech of [start, end) (its first to last speech frame; all of it when none scored as
+        speech), grown over the speech frames on either side (the utterance it sits in), and `pad`
+        samples more: word times from a long window can run over a pause or fall short of the talk."""
         probabilities = self.vad.probabilities[: self.vad.frames]
         first, last = start // FRAME_SAMPLES, min(len(probabilities), -(-end // FRAME_SAMPLES))
+        inside = [index for index in range(first, last) if probabilities[index] >= self.offset]
+        if inside:
+            first, last = inside[0], inside[-1] + 1
         while first > 0 and probabilities[first - 1] >= self.offset:
             first -= 1
         while last < len(probabilities) and probabilities[last] >= self.offset:
             last += 1
-        return min(start, first * FRAME_SAMPLES - pad), max(end, last * FRAME_SAMPLES + pad)
+        if not inside:
+            return min(start, first * FRAME_SAMPLES - pad), max(end, last * FRAME_SAMPLES + pad)
+        return first * FRAME_SAMPLES - pad, last * FRAME_SAMPLES + pad

@@ -25,7 +25,7 @@ def test_silence_scores_low() -> None:
     assert vad.frames == 62 and max(vad.probabilities) < 0.2
 
 
-def test_speech_map_hears_speech_in_a_span_and_widens_a_word_to_its_utterance() -> None:
+def test_speech_map_hears_speech_in_a_span_and_fits_a_span_to_its_utterance() -> None:
     pcm, _ = load_wav("one_voice.wav")
     silence = np.zeros(16000 * 3, dtype=np.float32)
     audio = np.concatenate([pcm.astype(np.float32) / 32768.0, silence])
@@ -37,7 +37,8 @@ def test_speech_map_hears_speech_in_a_span_and_widens_a_word_to_its_utterance() 
     assert not speech.heard(end_of_speech + 8000, len(audio)), "the silence after the talk"
     assert speech.heard(16000, 2 * 16000)
     loudest = int(np.argmax(vad.probabilities)) * FRAME_SAMPLES  # inside an utterance
-    first, last = speech.widen(loudest, loudest + FRAME_SAMPLES)
+    first, last = speech.fit(loudest, loudest + FRAME_SAMPLES)
     assert first < loudest and last > loudest + 8000, "a word's span grows over the speech around it"
     assert last < end_of_speech + 16000, "and stops where the speech does"
-    assert speech.widen(loudest, loudest + FRAME_SAMPLES, pad=800) == (first - 800, last + 800)
+    assert speech.fit(loudest, loudest + FRAME_SAMPLES, pad=800) == (first - 800, last + 800)
+    assert speech.fit(first, len(audio)) == (first, last), "a span running on into the silence is cut back"
