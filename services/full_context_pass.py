@@ -32,12 +32,14 @@ from services.asr_counters import recognition_context
 from services.asr_service import SpeechRecognizer
 from services.audio_buffer import SecureAudioBuffer
 from services.orchestrator import ModelRunner
+from services.transcript_words import segment_of
 from services.types import SAMPLE_RATE, Segment
 from services.vad import SpeechMap
 
 logger = logging.getLogger(__name__)
 
 WINDOW = 30 * SAMPLE_RATE  # Whisper's window: faster-whisper encodes the audio 30 s at a time
+_CONTEXT = int(1.5 * SAMPLE_RATE)  # audio before a takeover point a window hears it with
 _AROUND = int(0.25 * SAMPLE_RATE)  # a word's time may be off this much from the VAD's speech (its padding too)
 _SHORTEST = int(0.3 * SAMPLE_RATE)  # the rest of a window that ended at the recording's end: no word fits
 _PROMPT_TOKENS = 223  # faster-whisper prompts with the last half of the decoder's 448 tokens, less one
@@ -57,13 +59,17 @@ class FullContextPass:
         self._cuts: list[int] = []  # where new captures start, in order
         self._failed = False
         self._before: list[Segment] = []  # committed by another worker before this pass began
+        self._drop_before = 0  # the end of that text: words before it are not this pass's
         self.segments: list[Segment] = []
 
     def start_after(self, committed: list[Segment]) -> None:
-        """Begin after a transcript committed elsewhere (a takeover): that text stands in the final."""
+        """Begin after a transcript committed elsewhere (a takeover): that text stands in the final. The
+        first window opens `_CONTEXT` before its last word (Whisper skips the first words of a window
+        that starts mid-phrase) and keeps only the words after it."""
         self._before = [segment for segment in committed if segment.text]
         if self._before:
-            self._seek = int(max(segment.end for segment in self._before) * SAMPLE_RATE)
+            self._drop_before = int(max(segment.end for segment in self._before) * SAMPLE_RATE)
+            self._seek = max(0, self._drop_before - _CONTEXT)
 
     def cut(self, at: int) -> None:
         """A new capture starts at sample `at` (a reloaded page): no window reads across it."""
@@ -88,7 +94,7 @@ class FullContextPass:
     def transcript(self, committed: list[Segment]) -> list[Segment]:
         """The final segments: this pass's, then the live `committed` ones after the audio it read
         (there are none unless it failed or never finished)."""
-        covered = self._seek / SAMPLE_RATE
+        covered = max(self._seek, self._drop_before) / SAMPLE_RATE
         rest = [segment for segment in committed if segment.text and (segment.start + segment.end) / 2 >= covered]
         return [*self._before, *self.segments, *rest]
 
@@ -123,6 +129,11 @@ class FullContextPass:
         spanning the utterance the VAD heard it in (word times from a 30 s window run over pauses or
         stop short of the talk; a reader's speaker turns take an utterance's pauses as speech), never
         over its neighbour."""
+        if segment.start < self._drop_before / SAMPLE_RATE:
+            words = [word for word in segment.words if (word.start + word.end) / 2 * SAMPLE_RATE >= self._drop_before]
+            if not words:
+                return
+            segment = segment_of(words)
         start, end = segment.start, segment.end  # its words' span
         if self._speech is not None:
             first, last = int(start * SAMPLE_RATE), int(end * SAMPLE_RATE)
@@ -130,6 +141,7 @@ class FullContextPass:
                 return
             first, last = self._speech.fit(first, last, pad=_AROUND)
             start, end = max(first, window_start) / SAMPLE_RATE, min(last, self._seek) / SAMPLE_RATE
+        start = max(start, min(segment.start, self._drop_before / SAMPLE_RATE))  # not over the text before a takeover
         if self.segments:
             previous = self.segments[-1]
             previous.end = max(previous.start, min(previous.end, segment.start))

@@ -105,14 +105,15 @@ def test_a_failed_window_leaves_the_rest_to_the_live_text_and_a_takeover_keeps_w
     earlier = Segment(start=0.0, end=2.0, text="Committed by the worker before.")
     full.start_after([earlier])
     buffer.append(np.concatenate([pcm, np.zeros(25 * SAMPLE_RATE, dtype=np.int16), pcm]))
-    full.step()  # [2 s, 32 s): the window read
+    full.step()  # [0.5 s, 30.5 s): the window read, heard with 1.5 s before the takeover point
     fake.fail_window = True
     with pytest.raises(ASRError):
         full.finish()
     live = [earlier, Segment(start=20.0, end=21.0, text="already covered"), Segment(start=36.0, end=40.0, text="live")]
     final = full.transcript(live)
     assert final[0] is earlier and final[-1].text == "live" and "already covered" not in [s.text for s in final]
-    assert [call[:2] for call in fake.calls] == [("window", 2.0), ("window", 32.0)]
+    assert [call[:2] for call in fake.calls] == [("window", 0.5), ("window", 30.5)]
+    assert all(word.start >= 1.9 for segment in final[1:-1] for word in segment.words), "no word of the text before"
     assert not full.due(), "a failed pass reads nothing more"
 
 

@@ -4,6 +4,7 @@ recording for `RESUME_GRACE_SECONDS` (30 s here; `live_server` finishes it at on
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterator
@@ -175,11 +176,13 @@ def test_reload_mid_recording_keeps_the_meeting(browser: Browser, server: str) -
     (meeting_id,) = new
     stored = api(page, f"{server}/api/meetings/{meeting_id}")
     assert stored["title"] == "Reload check"
-    # The meeting opens with what was said before the reload, word for word, and goes on with what
-    # came after. (Not the second take of the script's opening: the fake microphone starts it again
-    # at the new capture, through Chromium's gain control still settling, and it was heard as "plan".)
+    # The meeting opens with what was said before the reload and goes on with what came after. (Not the
+    # second take of the script's opening: the fake microphone starts it again at the new capture,
+    # through Chromium's gain control still settling, and it was heard as "plan".) The final is read
+    # again in 30 s windows (the full-context pass), so a word may differ from the live text ("the" / "a").
     words = _words(re.sub(r"speaker_\d+:", " ", stored["transcript"], flags=re.IGNORECASE))
-    assert "everyone" in kept and words[: len(kept)] == kept, (kept, words)
+    opening = difflib.SequenceMatcher(a=kept, b=words[: len(kept)]).ratio()
+    assert "everyone" in kept and "everyone" in words[: len(kept)] and opening >= 0.8, (kept, words)
     assert "budget" in words[len(kept) :], words
 
     # After stop, a reload shows the finished meeting from the store.
