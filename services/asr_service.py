@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import ctranslate2
 import numpy as np
@@ -186,18 +186,9 @@ class WhisperRecognizer:
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str = "") -> list[Segment]:
         started = time.perf_counter()
+        budget = careful_token_budget(len(audio) / SAMPLE_RATE, self._prompt_tokens(prompt))
         try:
-            pieces, _info = self._model.transcribe(
-                audio,
-                language=self.language,
-                beam_size=self._beam_size,
-                temperature=self._temperatures,
-                initial_prompt=prompt.strip() or None,
-                condition_on_previous_text=False,
-                word_timestamps=True,
-                vad_filter=False,
-                max_new_tokens=careful_token_budget(len(audio) / SAMPLE_RATE, self._prompt_tokens(prompt)),
-            )
+            pieces = self._pieces(audio, prompt.strip() or None, budget, condition_on_previous_text=False)
             # transcribe() is lazy: consume the generator here, inside the worker thread.
             kept, _spent = one_window(pieces, len(audio), self.language)
             segments = [to_segment(piece, offset) for piece in kept]
@@ -205,6 +196,23 @@ class WhisperRecognizer:
             raise ASRError(f"transcription failed: {exc}") from exc
         self._account("commit", started, len(audio) / SAMPLE_RATE)
         return [segment for segment in segments if segment.text]
+
+    def _pieces(
+        self, audio: np.ndarray, prompt: str | list[int] | None, budget: int, *, condition_on_previous_text: bool
+    ) -> Iterable[Any]:
+        """faster-whisper's lazy segments of `audio`: beam search, the bounded fallbacks, word times, no VAD."""
+        pieces, _info = self._model.transcribe(
+            audio,
+            language=self.language,
+            beam_size=self._beam_size,
+            temperature=self._temperatures,
+            initial_prompt=prompt,
+            condition_on_previous_text=condition_on_previous_text,
+            word_timestamps=True,
+            vad_filter=False,
+            max_new_tokens=budget,
+        )
+        return pieces
 
     def _window_prompt_tokens(self, prompt: list[int], *, last: bool) -> int:
         """Tokens of faster-whisper's prompt for `prompt`; its longest for a last reading, which goes on
@@ -217,16 +225,7 @@ class WhisperRecognizer:
         prompt = list(prompt)[-(MAX_TOKENS // 2 - 1) :]
         budget = careful_token_budget(len(audio) / SAMPLE_RATE, self._window_prompt_tokens(prompt, last=last))
         try:
-            pieces, _info = self._model.transcribe(
-                audio,
-                language=self.language,
-                beam_size=self._beam_size,
-                temperature=self._temperatures,
-                initial_prompt=prompt or None,
-                word_timestamps=True,
-                vad_filter=False,
-                max_new_tokens=budget,
-            )
+            pieces = self._pieces(audio, prompt or None, budget, condition_on_previous_text=True)
             kept, spent = one_window(pieces, len(audio), self.language, bounded=not last)
         except RuntimeError as exc:
             raise ASRError(f"transcription failed: {exc}") from exc

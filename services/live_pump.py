@@ -99,15 +99,10 @@ class LivePump:
         self._afresh = False  # the returning client sends a new capture: hear it on its own
 
     @property
-    def committed(self) -> list[Segment]:
-        """The committed segments so far, in order."""
-        return self._transcriber.committed
-
-    @property
     def transcript(self) -> list[Segment]:
         """The final transcript once `finish` returned: the full-context pass's text where it read the
         audio, the committed segments elsewhere."""
-        return self._full_pass.transcript(self.committed)
+        return self._full_pass.transcript(self._transcriber.committed)
 
     @property
     def processed_seconds(self) -> float:
@@ -116,11 +111,8 @@ class LivePump:
 
     @property
     def lag_seconds(self) -> float:
-        """Seconds of audio received but not yet looked at, for a client sending at real-time pace.
-
-        A client that sends faster (a burst, a resumed client catching up) leaves a backlog that says
-        nothing about whether the box keeps up with real time: 0 for it.
-        """
+        """Seconds of audio received but not yet looked at, for a client sending at real-time pace (a burst,
+        a resumed client catching up, leaves a backlog that says nothing about the box keeping up: 0)."""
         if self._started_at is None:
             return 0.0
         received = self._buffer.samples / SAMPLE_RATE
@@ -185,10 +177,10 @@ class LivePump:
             await self._commit_task
 
     async def finish(self) -> None:
-        """Commit whatever is still open (after `stop()` and `settle()`): the recording is over.
+        """Commit what is still open and read the rest of the final (after `stop()` and `settle()`).
 
         Raises:
-            MeetingAssistantError: the recogniser or the audio buffer failed.
+            MeetingAssistantError: the recogniser or the audio buffer failed (the live tail).
         """
         await self._seal()
         await self._advance(self._transcriber.hear_to)  # the full-context pass reads no silence
@@ -305,10 +297,6 @@ class LivePump:
         if self._speakers is None or not update.committed or not segment.text:
             return
         try:
-            # decrypting up to a window of audio is model-sized work: off the event loop
-            audio = await self._run_model(
-                self._buffer.read, int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
-            )
-            segment.speaker = await self._speakers.label(audio, segment.start, segment.end)
+            segment.speaker = await self._speakers.label_in(self._buffer, segment.start, segment.end)
         except Exception:  # a live label is a nicety: the final pass labels every segment again
             logger.warning("live speaker label failed (session %s)", self._session_id, exc_info=True)

@@ -101,11 +101,9 @@ class MeetingPipeline:
         buffer = SpooledAudioBuffer(self._cipher, spool) if spool is not None else SecureAudioBuffer(self._cipher)
         speakers = self._diarization.session_speakers(session_id, run_model) if self._diarization is not None else None
         transcriber = LiveTranscriber(self._recognizer, buffer, self._policy, self.metrics)
-        reading = FullContextPass(self._recognizer, buffer, transcriber.speech)
-        full_pass = FullContextRunner(
-            session_id, reading if self._full_context_final else None,
-            run_window=run_draft, run_rest=run_model, metrics=self.metrics,
-        )
+        reading = FullContextPass(self._recognizer, buffer, transcriber.speech) if self._full_context_final else None
+        runs = {"run_window": run_draft, "run_rest": run_model}  # windows behind the live work, the rest at stop
+        full_pass = FullContextRunner(session_id, reading, **runs, metrics=self.metrics)
         pump = LivePump(
             session_id=session_id,
             buffer=buffer,

@@ -63,6 +63,12 @@ class SessionSpeakers:
         self._fed_to = 0
         self._feeding: asyncio.Task[None] | None = None
 
+    async def label_in(self, buffer: SecureAudioBuffer, start: float, end: float) -> str | None:
+        """`label` of the session's audio from `start` to `end` seconds (read off the event loop: decrypting
+        up to a window of audio is model-sized work)."""
+        audio = await self._run_model(buffer.read, int(start * SAMPLE_RATE), int(end * SAMPLE_RATE))
+        return await self.label(audio, start, end)
+
     async def label(self, audio: np.ndarray, start: float, end: float) -> str | None:
         """A label consistent across the session (SPEAKER_1, …), or None when too short to tell.
 
