@@ -13,8 +13,9 @@ final transcript is this pass's text, as accurate as bare faster-whisper on the 
 A reloaded page records a new capture: `cut` ends a window there, so its words are never read
 together with the old capture's last syllables. A worker that takes a meeting over starts after
 the transcript committed before it (`start_after`). If a window fails, the pass stops there and
-the final keeps the live committed text from that point on: nothing said is lost. A window in which the session's
-VAD heard no speech is not read at all.
+the final keeps the live committed text from that point on: nothing said is lost. The session's
+VAD keeps it from reading silence: a window it heard no speech in is not read, a segment it heard
+nothing around is dropped, and a segment spans the utterance the VAD heard it in.
 
 `FullContextPass.step` and `finish` block (model work); `FullContextRunner` runs them on the
 inference executor for the live pump: a window once one is due, behind the live work, and the rest
