@@ -176,6 +176,11 @@ class Metrics:
             ["path", "purpose"],
             registry=registry,
         )
+        self.asr_full_context_skipped = Counter(
+            f"{PREFIX}_asr_full_context_skipped_total",
+            "Finals that kept the live text for the rest of the recording: the box was short of CPU at stop.",
+            registry=registry,
+        )
         self.asr_audio_seconds = Counter(
             f"{PREFIX}_asr_audio_seconds_total", "Seconds of audio decoded, by path.", ["path"], registry=registry
         )

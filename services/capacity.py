@@ -139,6 +139,11 @@ class LoadMeter:
         return self.policy.draft_interval * self._stretch
 
     @property
+    def thinning(self) -> bool:
+        """Whether the box is short of CPU: drafts are thinned (and the final's full-context reading waits)."""
+        return self._stretch > 1.0
+
+    @property
     def session_cost(self) -> float:
         """CPU seconds one live meeting costs per audio second (measured, or the prior)."""
         if self._measured_seconds < _WARM_UP_SECONDS:

@@ -87,6 +87,7 @@ class MeetingPipeline:
         self._full_context_final = full_context_final
         # the drafts of every live session, decoded together (services/draft_batcher.py)
         live_drafts = orchestrator.runner(Urgency(), draft=True)
+        self._background = orchestrator.runner(Urgency(Priority.BACKGROUND))  # full-context windows: behind drafts
         self._drafts = DraftBatcher(recognizer, live_drafts, metrics, max_batch=draft_batch_size)
 
     def open_session(self, session_id: str, emit: Emit, *, spooled: bool = True) -> SessionParts:
@@ -102,8 +103,11 @@ class MeetingPipeline:
         speakers = self._diarization.session_speakers(session_id, run_model) if self._diarization is not None else None
         transcriber = LiveTranscriber(self._recognizer, buffer, self._policy, self.metrics)
         reading = FullContextPass(self._recognizer, buffer, transcriber.speech) if self._full_context_final else None
-        runs = {"run_window": run_draft, "run_rest": run_model}  # windows behind the live work, the rest at stop
-        full_pass = FullContextRunner(session_id, reading, **runs, metrics=self.metrics)
+        load = self._orchestrator.load
+        full_pass = FullContextRunner(
+            session_id, reading, run_window=self._background, run_rest=run_model, metrics=self.metrics,
+            busy=lambda: load.thinning,
+        )
         pump = LivePump(
             session_id=session_id,
             buffer=buffer,

@@ -14,7 +14,7 @@ from services.asr_service import WhisperRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.errors import ASRError
 from services.fake_recognizer import FakeRecognizer
-from services.full_context_pass import FullContextPass
+from services.full_context_pass import FullContextPass, FullContextRunner
 from services.live_policy import LivePolicy
 from services.live_transcriber import LiveTranscriber
 from services.types import SAMPLE_RATE, Segment
@@ -131,3 +131,27 @@ def test_a_window_s_words_never_run_into_the_next_window(recognizer: WhisperReco
     for earlier, later in zip(segments, segments[1:], strict=False):
         assert earlier.end <= later.start + 0.05, [(s.start, s.end, s.text) for s in segments]
         assert all(word.end <= later.start + 0.05 for word in earlier.words)
+
+
+async def test_a_busy_box_leaves_the_final_to_the_live_text() -> None:
+    """When the load meter thins drafts the full-context reading waits, and at stop the committed text
+    stands in for what it did not read: finals of a full box keep their pace."""
+    fake = FakeRecognizer(scripted_words("one_voice"))
+    buffer = SecureAudioBuffer(AudioCipher(None))
+    busy = True
+    metrics = Metrics()
+
+    async def run(fn, *args):  # type: ignore[no-untyped-def]
+        return fn(*args)
+
+    runner = FullContextRunner(
+        "busy", FullContextPass(fake, buffer), run_window=run, run_rest=run, metrics=metrics, busy=lambda: busy
+    )
+    buffer.append(np.zeros(31 * SAMPLE_RATE, dtype=np.int16))
+    runner.poke()
+    assert not await runner.finish() and fake.calls == [], "nothing read while the box is short of CPU"
+    live = [Segment(start=1.0, end=2.0, text="committed live")]
+    assert runner.transcript(live) == live
+    assert metrics.asr_full_context_skipped._value.get() == 1
+    busy = False
+    assert await runner.finish() and [kind for kind, _, _ in fake.calls] == ["window", "window"]
