@@ -87,7 +87,6 @@ class MeetingPipeline:
         self._full_context_final = full_context_final
         # the drafts of every live session, decoded together (services/draft_batcher.py)
         live_drafts = orchestrator.runner(Urgency(), draft=True)
-        self._background = orchestrator.runner(Urgency(Priority.BACKGROUND))  # full-context windows: behind drafts
         self._drafts = DraftBatcher(recognizer, live_drafts, metrics, max_batch=draft_batch_size)
 
     def open_session(self, session_id: str, emit: Emit, *, spooled: bool = True) -> SessionParts:
@@ -105,7 +104,7 @@ class MeetingPipeline:
         reading = FullContextPass(self._recognizer, buffer, transcriber.speech) if self._full_context_final else None
         load = self._orchestrator.load
         full_pass = FullContextRunner(
-            session_id, reading, run_window=self._background, run_rest=run_model, metrics=self.metrics,
+            session_id, reading, run_window=run_draft, run_rest=run_model, metrics=self.metrics,
             busy=lambda: load.thinning,
         )
         pump = LivePump(
