@@ -23,7 +23,7 @@ from services.asr_service import SpeechRecognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.draft_batcher import DraftBatcher
 from services.errors import BacklogFullError, MeetingAssistantError
-from services.full_context_pass import FullContextPass, FullContextRunner
+from services.full_context_pass import FullContextReaders
 from services.live_policy import LivePolicy
 from services.live_pump import Emit, LivePump
 from services.live_transcriber import LiveTranscriber
@@ -84,7 +84,10 @@ class MeetingPipeline:
         self._cipher = cipher
         self._partial_interval = partial_interval
         self._spools = spools
-        self._full_context_final = full_context_final
+        load = orchestrator.load
+        self._full_readers = FullContextReaders(
+            recognizer, metrics, enabled=full_context_final, busy=lambda: load.thinning
+        )
         # the drafts of every live session, decoded together (services/draft_batcher.py)
         live_drafts = orchestrator.runner(Urgency(), draft=True)
         self._drafts = DraftBatcher(recognizer, live_drafts, metrics, max_batch=draft_batch_size)
@@ -101,11 +104,8 @@ class MeetingPipeline:
         buffer = SpooledAudioBuffer(self._cipher, spool) if spool is not None else SecureAudioBuffer(self._cipher)
         speakers = self._diarization.session_speakers(session_id, run_model) if self._diarization is not None else None
         transcriber = LiveTranscriber(self._recognizer, buffer, self._policy, self.metrics)
-        reading = FullContextPass(self._recognizer, buffer, transcriber.speech) if self._full_context_final else None
-        load = self._orchestrator.load
-        full_pass = FullContextRunner(
-            session_id, reading, run_window=run_draft, run_rest=run_model, metrics=self.metrics,
-            busy=lambda: load.thinning,
+        full_pass = self._full_readers.runner(
+            session_id, buffer, transcriber.speech, run_window=run_draft, run_rest=run_model
         )
         pump = LivePump(
             session_id=session_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -14,7 +15,7 @@ from services.asr_service import WhisperRecognizer, load_recognizer
 from services.audio_buffer import AudioCipher, SecureAudioBuffer
 from services.errors import ASRError
 from services.fake_recognizer import FakeRecognizer
-from services.full_context_pass import FullContextPass, FullContextRunner
+from services.full_context_pass import FullContextPass, FullContextReaders, FullContextRunner
 from services.live_policy import LivePolicy
 from services.live_transcriber import LiveTranscriber
 from services.types import SAMPLE_RATE, Segment
@@ -155,3 +156,34 @@ async def test_a_busy_box_leaves_the_final_to_the_live_text() -> None:
     assert metrics.asr_full_context_skipped._value.get() == 1
     busy = False
     assert await runner.finish() and [kind for kind, _, _ in fake.calls] == ["window", "window"]
+
+
+async def test_the_process_reads_one_window_at_a_time_and_a_stop_takes_a_waiting_one_into_its_rest() -> None:
+    """Meetings that started together come due together: their windows are read one after another, and
+    a meeting that stops while its window waits its turn reads that audio with its rest, at once."""
+    fake = FakeRecognizer(scripted_words("one_voice"))
+    readers = FullContextReaders(fake, Metrics(), enabled=True, busy=lambda: False)
+    release = asyncio.Event()
+    reading: list[str] = []
+
+    async def run_window(fn, *args):  # type: ignore[no-untyped-def]
+        reading.append("window")
+        await release.wait()
+        return fn(*args)
+
+    async def run_rest(fn, *args):  # type: ignore[no-untyped-def]
+        return fn(*args)
+
+    buffers = [SecureAudioBuffer(AudioCipher(None)) for _ in range(2)]
+    runners = [readers.runner(str(n), b, None, run_window=run_window, run_rest=run_rest) for n, b in enumerate(buffers)]
+    for buffer, runner in zip(buffers, runners, strict=True):
+        buffer.append(np.zeros(31 * SAMPLE_RATE, dtype=np.int16))
+        runner.poke()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert reading == ["window"], "the second meeting's window waits for the first"
+    assert await asyncio.wait_for(runners[1].finish(), 2.0), "its stop did not wait for the other's window"
+    assert [kind for kind, _, _ in fake.calls] == ["window", "window"], "the waiting window read once, with the rest"
+    release.set()
+    assert await runners[0].finish()
+    assert len(fake.calls) == 4 and reading == ["window"]
