@@ -14,7 +14,7 @@ from services.audio_buffer import SecureAudioBuffer
 from services.careful_pass import CarefulPass
 from services.draft_stall import DraftStall
 from services.live_policy import CommitJob, DraftJob, LivePolicy
-from services.transcript_words import deal_words, empty_segment, segment_of, split_head, word_key
+from services.transcript_words import deal_words, empty_segment, segment_of, split_head, word_key, words_between
 from services.types import SAMPLE_RATE, DraftRequest, Segment, TranscriptUpdate
 from services.vad import FRAME_SAMPLES, SpeechMap, StreamingVAD
 
@@ -63,6 +63,7 @@ class LiveTranscriber:
         self._staged: CommitJob | None = None  # scheduled by `advance`, not yet taken
         self._draft_due: DraftJob | None = None  # staged by `step`, not yet taken
         self._in_flight: CommitJob | None = None  # taken, not yet applied
+        self._read: list[Segment] | None = None  # the whole recording read at `finish` (the full-context pass)
         self.committed: list[Segment] = []
         self.processed_samples = 0
         """Samples of audio the last call looked at: the client's lag is what came after."""
@@ -130,7 +131,9 @@ class LiveTranscriber:
         return job
 
     def transcribe_commit(self, job: CommitJob) -> list[Segment]:
-        """The careful segments of `job` (blocking model work)."""
+        """The careful segments of `job` (blocking model work), or the words of its audio read at `finish`."""
+        if self._read is not None:
+            return words_between(self._read, job.start / SAMPLE_RATE, job.end / SAMPLE_RATE)
         return self._careful(job.start, job.end)
 
     def apply_commit(self, job: CommitJob, segments: list[Segment] | None) -> list[TranscriptUpdate]:
@@ -138,10 +141,12 @@ class LiveTranscriber:
         self._in_flight = None
         return self._settle(job, segments)
 
-    def finish(self) -> list[TranscriptUpdate]:
-        """Commit whatever is still open: the recording is over. Apply a taken pass first."""
+    def finish(self, read: list[Segment] | None = None) -> list[TranscriptUpdate]:
+        """Commit whatever is still open: the recording is over. Apply a taken pass first. `read`: the whole
+        recording read already (the full-context pass): the open tail is committed from its words, no model call."""
         if self._in_flight is not None:
             raise RuntimeError("finish() while a careful pass is in flight: apply it first")
+        self._read = read
         updates = []
         with recognition_context(path="stop"):
             if (job := self.take_commit()) is not None:

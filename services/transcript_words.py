@@ -46,6 +46,12 @@ def deal_words(segments: list[Segment], starts: list[float]) -> list[Segment]:
     return [segment_of(piece) if piece else empty_segment() for piece in pieces]
 
 
+def words_between(segments: list[Segment], start: float, end: float) -> list[Segment]:
+    """The words of `segments` whose middle falls in [start, end) seconds, a segment for each it came from."""
+    pieces = [[word for word in segment.words if start <= (word.start + word.end) / 2 < end] for segment in segments]
+    return [segment_of(piece) for piece in pieces if piece]
+
+
 def empty_segment() -> Segment:
     """The committed form of a drafted utterance that turned out to hold no words."""
     return Segment(start=0.0, end=0.0, text="")

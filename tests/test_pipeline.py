@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 
 from services.diarization_backends.fake import ScriptedDiarizer
 from services.errors import TransientLLMError
@@ -86,6 +87,29 @@ async def test_the_final_is_the_full_context_reading_and_either_reading_stands_i
             final, _ = await _finish(pipeline, _recorded(pipeline, "one_voice"))
         assert "quarterly numbers" in final["transcript"] and final["errors"] == []
         assert {kind for kind, _, _ in recognizer.calls} == calls
+
+
+@pytest.mark.parametrize("fail_window", [False, True])
+async def test_at_stop_the_open_tail_is_committed_from_the_words_just_read(fail_window: bool) -> None:
+    """The full-context pass reads the rest at stop: the utterance still open is committed from its words,
+    with no careful pass of its own; only when that reading failed does a careful pass commit it."""
+    updates: list[TranscriptUpdate] = []
+    pcm, _ = load_wav("one_voice.wav")
+    pcm = pcm[: int(7.5 * 16000)]  # stopped mid-sentence: "Marketing will publish the customer" is open
+    recognizer = FakeRecognizer(scripted_words("one_voice"), fail_window=fail_window)
+    async with fake_pipeline(recognizer) as (pipeline, _):
+        parts = pipeline.open_session("tail", lambda update, lag: updates.append(update))
+        parts.pump.start()
+        for offset in range(0, len(pcm), 1600):
+            parts.buffer.append(pcm[offset : offset + 1600])
+            parts.pump.notify()
+            await asyncio.sleep(0.01)
+        final, _ = await _finish(pipeline, FinishedRecording("tail", None, time.time(), time.perf_counter(), parts))
+    careful_at_stop = [call for call in recognizer.calls if call[0] == "transcribe" and call[2] >= 7.4]
+    assert bool(careful_at_stop) is fail_window, recognizer.calls
+    committed = " ".join(u.segment.text for u in updates if u.committed)
+    assert "publish the customer" in committed and "publish the customer" in final["transcript"]
+    assert {u.segment_id for u in updates if not u.committed} <= {u.segment_id for u in updates if u.committed}
 
 
 async def test_silence_gives_a_no_speech_final_without_calling_a_provider() -> None:

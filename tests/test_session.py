@@ -302,9 +302,10 @@ async def test_a_returning_client_is_heard_with_the_second_before_unless_it_send
     new_capture: bool,
 ) -> None:
     """A client resending the rest of a phrase (a dropped socket) is heard with the 1.5 s before where it
-    left, so a word cut in two is not lost; a reloaded page's new capture (`new_capture`) on its own."""
+    left, so a word cut in two is not lost; a reloaded page's new capture (`new_capture`) on its own. (The
+    live transcriber's careful pass at stop: the full-context pass would read the tail in its stead.)"""
     recognizer = FakeRecognizer(scripted_words("one_voice"))
-    async with fake_pipeline(recognizer) as (pipeline, _):
+    async with fake_pipeline(recognizer, full_context_final=False) as (pipeline, _):
         resumes = ResumeRegistry(30.0, lambda parked: pytest.fail("the recording was resumed, not expired"))
         first = FakeWebSocket()
         session = RecordingSession(first, "drop", pipeline, LIMITS, resumes)  # type: ignore[arg-type]

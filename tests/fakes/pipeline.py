@@ -78,13 +78,15 @@ async def fake_pipeline(
     hooks: Sequence[RecordingHook] = (),
     policy: LivePolicy | None = None,
     store: MeetingStore | None = None,
+    full_context_final: bool = True,
 ) -> AsyncIterator[tuple[MeetingPipeline, Orchestrator]]:
-    """A started pipeline (one job worker, a throw-away SQLite store unless `store`); drained and closed on exit."""
+    """A started pipeline (one job worker, a throw-away SQLite store unless `store`); drained and closed on exit.
+    `full_context_final=False`: the live transcriber commits the tail at stop with a careful pass."""
     async with contextlib.AsyncExitStack() as stack:
         if store is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             store = await stack.enter_async_context(await SqlMeetingStore.open(sqlite_url(folder)))
-        async with _pipeline(recognizer, diarizer, providers, hooks, policy, store) as started:
+        async with _pipeline(recognizer, diarizer, providers, hooks, policy, store, full_context_final) as started:
             yield started
 
 
@@ -96,6 +98,7 @@ async def _pipeline(
     hooks: Sequence[RecordingHook],
     policy: LivePolicy | None,
     store: MeetingStore,
+    full_context_final: bool,
 ) -> AsyncIterator[tuple[MeetingPipeline, Orchestrator]]:
     metrics = Metrics()
     orchestrator = Orchestrator(workers=1, batch_size=1, metrics=metrics)
@@ -117,6 +120,7 @@ async def _pipeline(
         policy=policy or LivePolicy(),
         cipher=AudioCipher(None),
         partial_interval=0.4,
+        full_context_final=full_context_final,
     )
     try:
         yield pipeline, orchestrator
