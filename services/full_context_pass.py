@@ -19,7 +19,7 @@ nothing around is dropped, and a segment spans the utterance the VAD heard it in
 
 `FullContextPass.step` and `finish` block (model work); `FullContextRunner` runs them on the
 inference executor for the live pump: a window once one is due, behind the live work, and the rest
-at stop, beside the live tail.
+at stop, whose words then commit the live tail (`LiveTranscriber.finish`).
 """
 
 from __future__ import annotations

@@ -177,9 +177,8 @@ class LivePump:
             await self._commit_task
 
     async def finish(self) -> None:
-        """Read the rest of the final, then commit what is still open (after `stop()` and `settle()`): from
-        the words just read, or, when the full-context pass did not read it all, with a careful pass (a tail
-        careful pass beside the rest cost each of 8 meetings stopping at once a second more).
+        """Read the rest of the final, then commit what is still open from its words, or with a careful pass
+        if that reading failed or was skipped (after `stop()` and `settle()`).
 
         Raises:
             MeetingAssistantError: the recogniser or the audio buffer failed (the live tail).
