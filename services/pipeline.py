@@ -12,7 +12,6 @@ step is listed in `errors` and the meeting goes on with what it has.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,25 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 from observability import Metrics
 from services.asr_service import SpeechRecognizer
-from services.audio_buffer import AudioCipher, SecureAudioBuffer
-from services.draft_batcher import DraftBatcher
+from services.audio_buffer import AudioCipher
 from services.errors import BacklogFullError, MeetingAssistantError
-from services.full_context_pass import FullContextReaders
 from services.live_policy import LivePolicy
 from services.live_pump import Emit, LivePump
-from services.live_transcriber import LiveTranscriber
 from services.meeting_steps import label_speakers, summarize, timed
 from services.meeting_store import MeetingStore, record_final, record_start, record_status
 from services.memory import release_free_memory
-from services.orchestrator import InferenceJob, ModelRunner, Orchestrator, Urgency
+from services.orchestrator import InferenceJob, Orchestrator
 from services.priority_executor import Priority
 from services.protocol import error_message, final_message, notice
 from services.recording import FinishedRecording, SessionParts
+from services.session_builder import SessionBuilder
 from services.spool import SpoolMeta
-from services.spool_directory import SpoolDirectory, SpooledAudioBuffer
+from services.spool_directory import SpoolDirectory
 from services.stored_meeting import MeetingSource, MeetingStatus
 from services.tasks import cancel_and_wait
-from services.types import SAMPLE_RATE, DraftRequest, MeetingRecord, MeetingSummary
+from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary
 
 if TYPE_CHECKING:
     from integrations.workflows import WorkflowRunner
@@ -75,59 +72,26 @@ class MeetingPipeline:
     ) -> None:
         self.metrics = metrics
         self._store = store
-        self._recognizer = recognizer
         self._orchestrator = orchestrator
         self._diarization = diarization
         self._llm = llm
         self._workflows = workflows
-        self._policy = policy
-        self._cipher = cipher
-        self._partial_interval = partial_interval
-        self._spools = spools
-        load = orchestrator.load
-        self._full_readers = FullContextReaders(
-            recognizer, metrics, enabled=full_context_final, busy=lambda: load.thinning
+        self._sessions = SessionBuilder(
+            metrics=metrics,
+            recognizer=recognizer,
+            orchestrator=orchestrator,
+            diarization=diarization,
+            policy=policy,
+            cipher=cipher,
+            partial_interval=partial_interval,
+            spools=spools,
+            draft_batch_size=draft_batch_size,
+            full_context_final=full_context_final,
         )
-        # the drafts of every live session, decoded together (services/draft_batcher.py)
-        live_drafts = orchestrator.runner(Urgency(), draft=True)
-        self._drafts = DraftBatcher(recognizer, live_drafts, metrics, max_batch=draft_batch_size)
 
     def open_session(self, session_id: str, emit: Emit, *, spooled: bool = True) -> SessionParts:
-        """A new session's buffer, live pump and speaker tracker; `emit` receives its live updates.
-
-        With `spooled` (and a spool directory) its audio also goes to disk, sealed, as it arrives.
-        """
-        urgency = Urgency()
-        run_model = self._orchestrator.runner(urgency)
-        run_draft = self._orchestrator.runner(urgency, draft=True)  # behind careful passes (capacity)
-        spool = self._spools.open(session_id) if spooled and self._spools is not None else None
-        buffer = SpooledAudioBuffer(self._cipher, spool) if spool is not None else SecureAudioBuffer(self._cipher)
-        speakers = self._diarization.session_speakers(session_id, run_model) if self._diarization is not None else None
-        transcriber = LiveTranscriber(self._recognizer, buffer, self._policy, self.metrics)
-        full_pass = self._full_readers.runner(
-            session_id, buffer, transcriber.speech, run_window=run_draft, run_rest=run_model
-        )
-        pump = LivePump(
-            session_id=session_id,
-            buffer=buffer,
-            transcriber=transcriber,
-            speakers=speakers,
-            run_model=run_model,
-            emit=emit,
-            interval=self._partial_interval,
-            metrics=self.metrics,
-            run_draft=run_draft,
-            decode_draft=functools.partial(self._decode_draft, urgency, run_draft),
-            load=self._orchestrator.load,  # thins drafts under load (services/capacity.py)
-            full_pass=full_pass,
-        )
-        return SessionParts(buffer, pump, speakers, urgency, spool=spool)
-
-    async def _decode_draft(self, urgency: Urgency, run_draft: ModelRunner, request: DraftRequest) -> str:
-        """A live session's draft goes in the shared batch; one nobody watches runs at its own priority."""
-        if urgency.level is Priority.LIVE:
-            return await self._drafts.draft(request)
-        return await run_draft(self._recognizer.draft, request.audio, request.offset, request.prompt)
+        """A new session's buffer, live pump and speaker tracker (`SessionBuilder.open`)."""
+        return self._sessions.open(session_id, emit, spooled=spooled)
 
     def list_meeting(
         self,
