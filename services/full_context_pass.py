@@ -87,11 +87,13 @@ class FullContextPass:
         end = self._window_end()
         self._read(end, last=bool(self._cuts) and end == self._cuts[0])
 
-    def finish(self) -> None:
-        """Read the rest of the recording (blocking), window by window as faster-whisper would."""
+    def finish(self) -> bool:
+        """Read the rest of the recording (blocking), window by window as faster-whisper would: whether
+        all of it is read (not after a window failed)."""
         while not self._failed and self._seek < self._buffer.samples:
             end = min(self._window_end(), self._buffer.samples)
             self._read(end, last=end == self._buffer.samples or end in self._cuts)
+        return not self._failed
 
     def transcript(self, committed: list[Segment]) -> list[Segment]:
         """The final segments: this pass's, then the live `committed` ones after the audio it read
@@ -217,12 +219,11 @@ class FullContextRunner:
             self._metrics.asr_full_context_skipped.inc()
             return False
         try:
-            await self._run_rest(self._pass.finish)
+            return await self._run_rest(self._pass.finish)  # False: a window failed while recording
         except Exception:  # the final keeps the committed text for what the pass did not read
             logger.exception("full-context pass failed (session %s); the final keeps the live text", self._session_id)
             self._metrics.job_failures.labels(stage="asr_final").inc()
             return False
-        return True
 
     def cancel(self) -> None:
         if self._window is not None:

@@ -187,3 +187,22 @@ async def test_the_process_reads_one_window_at_a_time_and_a_stop_takes_a_waiting
     release.set()
     assert await runners[0].finish()
     assert len(fake.calls) == 4 and reading == ["window"]
+
+
+async def test_a_pass_that_failed_while_recording_says_at_stop_that_it_did_not_read_the_rest() -> None:
+    """A window failed while recording: the pass stops there, and at stop the runner says the rest is
+    unread, so the live tail is committed by a careful pass, not from words nobody read."""
+    fake = FakeRecognizer(scripted_words("one_voice"), fail_window=True)
+    buffer = SecureAudioBuffer(AudioCipher(None))
+
+    async def run(fn, *args):  # type: ignore[no-untyped-def]
+        return fn(*args)
+
+    runner = FullContextRunner("failed", FullContextPass(fake, buffer), run_window=run, run_rest=run, metrics=Metrics())
+    buffer.append(np.zeros(31 * SAMPLE_RATE, dtype=np.int16))
+    runner.poke()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [kind for kind, _, _ in fake.calls] == ["window"], "the window was read, and failed"
+    fake.fail_window = False
+    assert not await runner.finish()
