@@ -206,3 +206,30 @@ async def test_a_pass_that_failed_while_recording_says_at_stop_that_it_did_not_r
     assert [kind for kind, _, _ in fake.calls] == ["window"], "the window was read, and failed"
     fake.fail_window = False
     assert not await runner.finish()
+
+
+async def test_a_failing_window_does_not_hold_up_another_meeting_s() -> None:
+    """One meeting's window fails while the other's waits its turn: the turn passes on, and the other
+    meeting's window is read."""
+    failing = FakeRecognizer(scripted_words("one_voice"), fail_window=True)
+    working = FakeRecognizer(scripted_words("one_voice"))
+    shared = asyncio.Semaphore(1)
+
+    async def run(fn, *args):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0)
+        return fn(*args)
+
+    runners = []
+    for name, fake in (("failing", failing), ("working", working)):
+        buffer = SecureAudioBuffer(AudioCipher(None))
+        buffer.append(np.zeros(31 * SAMPLE_RATE, dtype=np.int16))
+        runner = FullContextRunner(
+            name, FullContextPass(fake, buffer), run_window=run, run_rest=run, metrics=Metrics(), windows=shared
+        )
+        runner.poke()
+        runners.append(runner)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert [kind for kind, _, _ in failing.calls] == ["window"] and [kind for kind, _, _ in working.calls] == ["window"]
+    assert not shared.locked()
+    assert not await runners[0].finish() and await runners[1].finish()
