@@ -35,7 +35,6 @@ from services.capacity import AdmissionMeter, CapacityPolicy, LoadMeter
 from services.data_key import audio_key
 from services.diarization import DiarizationService, build_diarization_service
 from services.errors import ConfigurationError
-from services.live_policy import LivePolicy
 from services.llm_service import LLMService, build_llm_service
 from services.logging_setup import configure_logging
 from services.meeting_store import MeetingStore
@@ -50,6 +49,7 @@ from services.redis_backend.gateway import RemotePipeline, open_remote_pipeline
 from services.redis_backend.resumes import RemoteResumes
 from services.resume import ParkedRecording, ResumeRegistry
 from services.session import RecordingSession
+from services.session_builder import SessionBuilder
 from services.setting_names import unknown_setting_warnings
 from services.settings import Settings, get_settings
 from services.spool_directory import SpoolDirectory
@@ -148,20 +148,13 @@ async def open_services(
         load.use_prior(await choose_prior(settings, recognizer, orchestrator.run_model))
     stack.push_async_callback(orchestrator.drain)  # finishes queued meetings, so the audit log loses no line
     cipher = AudioCipher(key)
+    sessions = SessionBuilder.from_settings(
+        settings, metrics=metrics, recognizer=recognizer, orchestrator=orchestrator, diarization=diarization,
+        cipher=cipher, spools=spools,
+    )
     pipeline: MeetingPipeline | RemotePipeline = MeetingPipeline(
-        metrics=metrics,
-        recognizer=recognizer,
-        orchestrator=orchestrator,
-        diarization=diarization,
-        llm=llm,
-        workflows=workflows,
-        store=store,
-        policy=LivePolicy.from_settings(settings),
-        cipher=cipher,
-        partial_interval=settings.asr_partial_interval,
-        spools=spools,
-        draft_batch_size=settings.asr_draft_batch_size,
-        full_context_final=settings.asr_full_context_final,
+        metrics=metrics, orchestrator=orchestrator, diarization=diarization, llm=llm, workflows=workflows,
+        store=store, sessions=sessions,
     )
     if gateway:
         pipeline = await open_remote_pipeline(settings, metrics, store, cipher, stack)

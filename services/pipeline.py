@@ -18,10 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from observability import Metrics
-from services.asr_service import SpeechRecognizer
-from services.audio_buffer import AudioCipher
 from services.errors import BacklogFullError, MeetingAssistantError
-from services.live_policy import LivePolicy
 from services.live_pump import Emit, LivePump
 from services.meeting_steps import label_speakers, summarize, timed
 from services.meeting_store import MeetingStore, record_final, record_start, record_status
@@ -32,7 +29,6 @@ from services.protocol import error_message, final_message, notice
 from services.recording import FinishedRecording, SessionParts
 from services.session_builder import SessionBuilder
 from services.spool import SpoolMeta
-from services.spool_directory import SpoolDirectory
 from services.stored_meeting import MeetingSource, MeetingStatus
 from services.tasks import cancel_and_wait
 from services.types import SAMPLE_RATE, MeetingRecord, MeetingSummary
@@ -57,18 +53,12 @@ class MeetingPipeline:
         self,
         *,
         metrics: Metrics,
-        recognizer: SpeechRecognizer,
         orchestrator: Orchestrator,
         diarization: DiarizationService | None,
         llm: LLMService,
         workflows: WorkflowRunner,
         store: MeetingStore,
-        policy: LivePolicy,
-        cipher: AudioCipher,
-        partial_interval: float,
-        spools: SpoolDirectory | None = None,
-        draft_batch_size: int = 8,
-        full_context_final: bool = True,
+        sessions: SessionBuilder,
     ) -> None:
         self.metrics = metrics
         self._store = store
@@ -76,18 +66,7 @@ class MeetingPipeline:
         self._diarization = diarization
         self._llm = llm
         self._workflows = workflows
-        self._sessions = SessionBuilder(
-            metrics=metrics,
-            recognizer=recognizer,
-            orchestrator=orchestrator,
-            diarization=diarization,
-            policy=policy,
-            cipher=cipher,
-            partial_interval=partial_interval,
-            spools=spools,
-            draft_batch_size=draft_batch_size,
-            full_context_final=full_context_final,
-        )
+        self._sessions = sessions
 
     def open_session(self, session_id: str, emit: Emit, *, spooled: bool = True) -> SessionParts:
         """A new session's buffer, live pump and speaker tracker (`SessionBuilder.open`)."""

@@ -24,6 +24,7 @@ from services.live_transcriber import LiveTranscriber
 from services.orchestrator import ModelRunner, Orchestrator, Urgency
 from services.priority_executor import Priority
 from services.recording import SessionParts
+from services.settings import Settings
 from services.spool_directory import SpoolDirectory, SpooledAudioBuffer
 from services.types import DraftRequest
 
@@ -62,6 +63,32 @@ class SessionBuilder:
         )
         live_drafts = orchestrator.runner(Urgency(), draft=True)
         self._drafts = DraftBatcher(recognizer, live_drafts, metrics, max_batch=draft_batch_size)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        metrics: Metrics,
+        recognizer: SpeechRecognizer,
+        orchestrator: Orchestrator,
+        diarization: DiarizationService | None,
+        cipher: AudioCipher,
+        spools: SpoolDirectory | None,
+    ) -> SessionBuilder:
+        """The builder with the live policy and the ASR_* switches of `settings`."""
+        return cls(
+            metrics=metrics,
+            recognizer=recognizer,
+            orchestrator=orchestrator,
+            diarization=diarization,
+            policy=LivePolicy.from_settings(settings),
+            cipher=cipher,
+            partial_interval=settings.asr_partial_interval,
+            spools=spools,
+            draft_batch_size=settings.asr_draft_batch_size,
+            full_context_final=settings.asr_full_context_final,
+        )
 
     def open(self, session_id: str, emit: Emit, *, spooled: bool = True) -> SessionParts:
         """A new session's parts; `emit` receives its live updates. With `spooled` (and a spool directory)

@@ -32,6 +32,7 @@ from services.llm_service import LLMService, RetryPolicy
 from services.meeting_store import MeetingStore
 from services.orchestrator import Orchestrator
 from services.pipeline import MeetingPipeline
+from services.session_builder import SessionBuilder
 from services.sql_meeting_store import SqlMeetingStore, sqlite_url
 from services.types import MeetingRecord, Word
 
@@ -109,18 +110,26 @@ async def _pipeline(
         )
     llm = LLMService([*providers, OfflineProvider()], metrics, policy=RetryPolicy(max_attempts=1))
     await orchestrator.start()
-    pipeline = MeetingPipeline(
+    sessions = SessionBuilder(
         metrics=metrics,
         recognizer=recognizer,
+        orchestrator=orchestrator,
+        diarization=diarization,
+        policy=policy or LivePolicy(),
+        cipher=AudioCipher(None),
+        partial_interval=0.4,
+        spools=None,
+        draft_batch_size=8,
+        full_context_final=full_context_final,
+    )
+    pipeline = MeetingPipeline(
+        metrics=metrics,
         orchestrator=orchestrator,
         diarization=diarization,
         llm=llm,
         workflows=WorkflowRunner(list(hooks), metrics, timeout_seconds=5.0),
         store=store,
-        policy=policy or LivePolicy(),
-        cipher=AudioCipher(None),
-        partial_interval=0.4,
-        full_context_final=full_context_final,
+        sessions=sessions,
     )
     try:
         yield pipeline, orchestrator
