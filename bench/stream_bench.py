@@ -11,7 +11,9 @@ diariser), streams the audio over /ws in 100 ms frames at real-time pace and rep
 - stop -> all text committed, and stop -> final (the full pipeline: diarisation, summary, hooks);
 - server CPU seconds per audio second while streaming (from /proc, all threads);
 - /health latency while streaming (the event loop must stay free);
-- final WER against the script (espeak-ng recordings) and against bare faster-whisper;
+- final WER against the script (espeak-ng recordings) and against bare faster-whisper, and the
+  same for the live text (every segment as the client last saw it before the final: the
+  committed text the participants read while the meeting went on);
 - live coverage: the share of reference words shown (in any partial) before stop;
 - speakers: DER (pyannote.metrics, collar ±0.25 s) of the final's speaker-labelled segments, the
   transcript as its reader sees it, against the reference turns (`dev.rttm` beside the AMI
@@ -200,6 +202,10 @@ class LagTracker:
             for k in range(block.size):
                 self.emitted.setdefault(block.a + k, at)
 
+    def live_text(self) -> str:
+        """The transcript as the client last saw it before the final."""
+        return " ".join(self.segments[sid] for sid in sorted(self.segments))
+
     def lags(self) -> list[float]:
         return [self.emitted[i] - w.end for i, w in enumerate(self.reference) if i in self.emitted]
 
@@ -373,15 +379,21 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
     print(f"speakers (DER, found/true)   {speakers}")
     print(f"ASR counters for this file:\n{counters}")
     hypothesis = " ".join(words_of(str(run["transcript"])))
+    live_text = " ".join(words_of(tracker.live_text()))
     bare = " ".join(words_of(bare_text))
     wer = ""
     if truth is not None:
-        ours, bare_wer = jiwer.wer(" ".join(words_of(truth)), hypothesis), jiwer.wer(" ".join(words_of(truth)), bare)
+        script = " ".join(words_of(truth))
+        ours, bare_wer = jiwer.wer(script, hypothesis), jiwer.wer(script, bare)
+        live_wer = f"{jiwer.wer(script, live_text):.1%}"
         wer = f"{ours:.1%} ({bare_wer:.1%})"
         print(f"final WER vs script          {ours:.3f}   (bare faster-whisper {bare_wer:.3f})")
+        print(f"live text WER vs script      {jiwer.wer(script, live_text):.3f}")
     else:
+        live_wer = f"{jiwer.wer(bare, live_text):.1%} from bare"
         print(f"final WER vs bare whisper    {jiwer.wer(bare, hypothesis):.3f}   (no reference transcript for AMI)")
-        print(f"  ours: {hypothesis}\n  bare: {bare}")
+        print(f"live text WER vs bare        {jiwer.wer(bare, live_text):.3f}")
+        print(f"  ours: {hypothesis}\n  live: {live_text}\n  bare: {bare}")
     ROWS.append(
         {
             "file": path.stem,
@@ -390,6 +402,7 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
             "cpu": f"{through_final:.3f} ({through_final / floor:.1f}x of {floor:.3f})",
             "final": f"{float(run['final_at']) - stop_at:.2f}",
             "wer": wer or f"{jiwer.wer(bare, hypothesis):.1%} from bare",
+            "live_wer": live_wer,
             "calls": f"{summary['encode']:.0f}/{summary['generate']:.0f}/{summary['fallback']:.0f}"
             f"/{summary['redecode']:.0f}",
             "careful": f"{summary['decoded_per_s']:.2f}",
@@ -403,12 +416,12 @@ def print_table() -> None:
     """One table of every file: the figures the targets are stated in, then where the work went."""
     header = (
         "| recording | word lag p50 / p90 s | live before stop | CPU-s per audio s through final (x floor) "
-        "| stop -> final s | final WER | DER, speakers found/true | encode/generate/fallback/re-decode "
-        "| careful audio s per s | onset delay s |"
+        "| stop -> final s | final WER | live text WER | DER, speakers found/true "
+        "| encode/generate/fallback/re-decode | careful audio s per s | onset delay s |"
     )
-    print("\n" + header + "\n|" + " --- |" * 10)
+    print("\n" + header + "\n|" + " --- |" * 11)
     for row in ROWS:
-        keys = ("file", "lag", "live", "cpu", "final", "wer", "speakers", "calls", "careful", "onset")
+        keys = ("file", "lag", "live", "cpu", "final", "wer", "live_wer", "speakers", "calls", "careful", "onset")
         cells = [row[k] for k in keys]
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
