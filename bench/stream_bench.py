@@ -384,15 +384,15 @@ async def bench_file(path: Path, port: int, pid: int, streams: int) -> None:
     wer = ""
     if truth is not None:
         script = " ".join(words_of(truth))
-        ours, bare_wer = jiwer.wer(script, hypothesis), jiwer.wer(script, bare)
-        live_wer = f"{jiwer.wer(script, live_text):.1%}"
-        wer = f"{ours:.1%} ({bare_wer:.1%})"
+        ours, bare_wer, live_text_wer = (jiwer.wer(script, text) for text in (hypothesis, bare, live_text))
+        wer, live_wer = f"{ours:.1%} ({bare_wer:.1%})", f"{live_text_wer:.1%}"
         print(f"final WER vs script          {ours:.3f}   (bare faster-whisper {bare_wer:.3f})")
-        print(f"live text WER vs script      {jiwer.wer(script, live_text):.3f}")
+        print(f"live text WER vs script      {live_text_wer:.3f}")
     else:
-        live_wer = f"{jiwer.wer(bare, live_text):.1%} from bare"
+        live_text_wer = jiwer.wer(bare, live_text)
+        live_wer = f"{live_text_wer:.1%} from bare"
         print(f"final WER vs bare whisper    {jiwer.wer(bare, hypothesis):.3f}   (no reference transcript for AMI)")
-        print(f"live text WER vs bare        {jiwer.wer(bare, live_text):.3f}")
+        print(f"live text WER vs bare        {live_text_wer:.3f}")
         print(f"  ours: {hypothesis}\n  live: {live_text}\n  bare: {bare}")
     ROWS.append(
         {
