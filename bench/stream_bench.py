@@ -50,6 +50,7 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+import ctranslate2
 import httpx
 import jiwer
 import numpy as np
@@ -109,6 +110,9 @@ def bare_whisper(pcm: np.ndarray) -> tuple[list[RefWord], str, float]:
     """
     model = bare_model()
     audio = pcm.astype(np.float32) / 32768.0
+    # Whisper's fallbacks sample: without a fixed random state, dev01's faint last 6 s came out as ten
+    # words in one run and none in the next, which moved its lag, live share and WER rows by 10-20 points.
+    ctranslate2.set_random_seed(0)
     segments = list(model.transcribe(audio, beam_size=5, word_timestamps=True)[0])
     words = [RefWord(w, word.end) for s in segments for word in s.words for w in words_of(word.word)]
     floors = []
