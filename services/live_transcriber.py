@@ -1,7 +1,8 @@
 """The live transcription of one session: draft, freeze and commit as the audio streams in.
 
 The policy it follows (two windows, careful passes, forced cuts) is described in
-`live_policy.py`. The streaming VAD gates everything: silence is never decoded. All methods
+`live_policy.py`; what the client was shown (segment ids, drafts, the committed transcript) is kept
+in `live_segments.py`. The streaming VAD gates everything: silence is never decoded. All methods
 block (model work): call them on the inference executor, one at a time.
 """
 
@@ -14,14 +15,14 @@ from services.audio_buffer import SecureAudioBuffer
 from services.careful_pass import CarefulPass
 from services.draft_stall import DraftStall
 from services.live_policy import CommitJob, DraftJob, LivePolicy
-from services.transcript_words import deal_words, empty_segment, segment_of, split_head, word_key, words_between
+from services.live_segments import LiveSegments
+from services.transcript_words import segment_of, split_head, word_key, words_between
 from services.types import SAMPLE_RATE, DraftRequest, Segment, TranscriptUpdate
 from services.vad import FRAME_SAMPLES, SpeechMap, StreamingVAD
 
 _PRE_ROLL = int(0.2 * SAMPLE_RATE)
 _POST_ROLL = int(0.3 * SAMPLE_RATE)
 _HOLDBACK_SECONDS = 1.5
-_PROMPT_CHARS = 200
 _HYSTERESIS = 4 / 7  # speech goes on while the probability stays above this share of the threshold
 _MIN_DRAFT_SPEECH = int(0.3 * SAMPLE_RATE)  # shorter openings mostly decode to noise words
 _DRAFT_SPACING = 0.1  # a draft re-decodes its utterance: re-draft after new audio of this share of it
@@ -50,10 +51,7 @@ class LiveTranscriber:
         self._commit_start = 0  # first sample not yet committed
         self._draft_start = 0  # first sample of the utterance being drafted
         self._vad_fed = 0
-        self._next_id = 0
-        self._pending: list[tuple[int, float]] = []  # (segment id, start time) of drafts shown, oldest first
-        self._drafts: dict[int, Segment] = {}  # the latest draft of each pending segment id
-        self._draft_id: int | None = None  # id of the utterance being drafted
+        self._segments = LiveSegments()
         self._drafted_until = 0
         self._drafted_at = 0  # buffer length at the last draft
         self._stable = 0  # drafts in a row of the open utterance that repeated the previous one
@@ -64,16 +62,14 @@ class LiveTranscriber:
         self._draft_due: DraftJob | None = None  # staged by `step`, not yet taken
         self._in_flight: CommitJob | None = None  # taken, not yet applied
         self._read: list[Segment] | None = None  # the whole recording read at `finish` (the full-context pass)
-        self.committed: list[Segment] = []
         self.processed_samples = 0
         """Samples of audio the last call looked at: the client's lag is what came after."""
 
     def resume_after(self, committed: list[Segment], next_id: int) -> None:
         """Start after a transcript another worker committed (a takeover), before any `advance`: the
         audio before its last word only feeds the VAD, and segment ids go on from `next_id`."""
-        self._next_id = next_id
+        self._segments.resume_after(committed, next_id)
         if committed:
-            self.committed.extend(committed)
             until = int(max(segment.end for segment in committed) * SAMPLE_RATE)
             self._commit_start = self._draft_start = self._drafted_until = until
             self._cut_at = until  # a window from here may start mid-word: heard with context, no word twice
@@ -90,7 +86,7 @@ class LiveTranscriber:
         start = max(self._commit_start, span[0] - _PRE_ROLL)
         self._drafted_until, self._drafted_at = span[1], now
         end = min(now, span[1] + _POST_ROLL, start + _MAX_BACKLOG_DRAFT)
-        job = DraftJob(self._draft_id, start, end, None, self._request(start, end))
+        job = DraftJob(self._segments.open_id, start, end, None, self._request(start, end))
         return self._show_draft(job, self.decode_draft(job.request))
 
     def advance(self, *, draft: bool = True) -> list[TranscriptUpdate]:
@@ -118,7 +114,7 @@ class LiveTranscriber:
     def apply_draft(self, job: DraftJob, text: str) -> list[TranscriptUpdate]:
         """Show `text` as the draft of `job`'s utterance, unless that utterance was frozen or committed
         since `step` staged it (the draft came too late: dropped)."""
-        if job.segment_id != self._draft_id or self._draft_start > job.start:
+        if job.segment_id != self._segments.open_id or self._draft_start > job.start:
             return []
         return self._show_draft(job, text)
 
@@ -176,6 +172,11 @@ class LiveTranscriber:
         return []  # no updates: run like the other steps
 
     @property
+    def committed(self) -> list[Segment]:
+        """The committed transcript so far, in order."""
+        return self._segments.committed
+
+    @property
     def speech(self) -> SpeechMap:
         """What the VAD heard, for readers on other threads (the full-context pass)."""
         return SpeechMap(self._vad, self._threshold, self._threshold * _HYSTERESIS)
@@ -190,7 +191,7 @@ class LiveTranscriber:
         if pending is None:
             if not final:
                 self._commit_start = self._draft_start = max(self._commit_start, vad_end - _PRE_ROLL)
-            if self._pending and not busy:  # drafts of what the VAD no longer calls speech
+            if self._segments.pending and not busy:  # drafts of what the VAD no longer calls speech
                 return self._settle(self._stage(self._commit_start, self._commit_start), [])
             return []
         first, last = pending
@@ -214,7 +215,8 @@ class LiveTranscriber:
             return []
         draft_start = max(self._draft_start, utterance[0] - _PRE_ROLL)
         if self._stable and self._stall.split(max(draft_start, self._stall.split_at), now):
-            self._draft_id, self._stable = None, 0  # the stalled draft stays on screen as it is
+            self._segments.close()  # the stalled draft stays on screen as it is
+            self._stable = 0
         if now - draft_start >= self._max_utterance and now >= self._head_retry_at and not busy:
             return self._commit_head(start, now, not_before=draft_start)
         if last <= self._drafted_until or last - utterance[0] < _MIN_DRAFT_SPEECH:
@@ -224,44 +226,40 @@ class LiveTranscriber:
             return []
         self._drafted_until, self._drafted_at = last, now
         onset = utterance[0] if draft_from == draft_start else None  # a split's draft is no utterance onset
-        self._draft_due = DraftJob(self._draft_id, draft_from, now, onset, self._request(draft_from, now))
+        self._draft_due = DraftJob(self._segments.open_id, draft_from, now, onset, self._request(draft_from, now))
         return []
 
     def _speech_span(self, since: int, vad_end: int) -> tuple[int, int] | None:
         """First and last speech sample after `since`, by the VAD, or None."""
         return self._vad.speech_span(since, vad_end, self._threshold, self._threshold * _HYSTERESIS)
 
-    def _prompt(self) -> str:
-        return " ".join(segment.text for segment in self.committed[-4:])[-_PROMPT_CHARS:]
-
     def _request(self, start: int, end: int) -> DraftRequest:
-        return DraftRequest(self._buffer.read(start, end), start / SAMPLE_RATE, self._prompt())
+        return DraftRequest(self._buffer.read(start, end), start / SAMPLE_RATE, self._segments.prompt())
 
     def _show_draft(self, job: DraftJob, text: str) -> list[TranscriptUpdate]:
-        if not text and self._draft_id is None:
+        if not text and self._segments.open_id is None:
             return []
-        if self._draft_id is None:
+        if self._segments.open_id is None:
             if self._metrics is not None and job.onset is not None:  # how late the first words show, in audio time
                 self._metrics.vad_onset_delay.observe((job.end - job.onset) / SAMPLE_RATE)
-            self._draft_id = self._new_id()
-            continuing = bool(self._pending) and job.start == self._stall.split_at  # committed with the stalled draft
-            self._pending.append((self._draft_id, self._pending[-1][1] if continuing else job.start / SAMPLE_RATE))
+            # a draft from where a stalled one was split off is committed with it, as one utterance
+            self._segments.open(job.start / SAMPLE_RATE, continuing=job.start == self._stall.split_at)
         segment = Segment(start=job.start / SAMPLE_RATE, end=job.end / SAMPLE_RATE, text=text)
-        previous = self._drafts.get(self._draft_id)
+        update, previous = self._segments.draft(segment)
         same = previous is not None and word_key(previous.text) == word_key(text)
         self._stable = min(_MAX_STABLE, self._stable + 1) if same else 0
         self._stall.drafted(job.end, changed=not same)
-        self._drafts[self._draft_id] = segment
-        return [TranscriptUpdate(self._draft_id, segment, committed=False)]
+        return [update]
 
     def _freeze_draft(self, end: int) -> None:
         """The utterance ended: keep its draft on screen and draft the next one separately."""
-        self._draft_id, self._stable = None, 0
+        self._segments.close()
+        self._stable = 0
         self._draft_start = max(self._draft_start, end)
 
     def _careful(self, start: int, end: int, *, whole: bool = True) -> list[Segment]:
         after_cut = self.committed[-1:] if start == self._cut_at else None
-        return self._careful_pass.segments(start, end, prompt=self._prompt(), after_cut=after_cut, whole=whole)
+        return self._careful_pass.segments(start, end, prompt=self._segments.prompt(), after_cut=after_cut, whole=whole)
 
     def _skipped_speech(self, start: int, end: int) -> bool:
         """Whether [start, end) is at least a second long and the VAD heard speech in it."""
@@ -282,34 +280,21 @@ class LiveTranscriber:
         boundary = int((head[-1].end + tail[0].start) / 2 * SAMPLE_RATE)
         updates = self._settle(self._stage(start, max(start, min(end, boundary))), [segment_of(head)])
         self._cut_at = self._commit_start
-        self._draft_id = self._new_id()  # the tail stays open, shown as the utterance's draft
-        self._pending.append((self._draft_id, tail[0].start))
-        self._drafts[self._draft_id] = segment_of(tail)
-        return [*updates, TranscriptUpdate(self._draft_id, self._drafts[self._draft_id], committed=False)]
+        self._segments.open(tail[0].start)  # the tail stays open, shown as the utterance's draft
+        update, _ = self._segments.draft(segment_of(tail))
+        return [*updates, update]
 
     def _stage(self, start: int, end: int) -> CommitJob:
         """Hand the drafts of [start, end) to a commit; drafting goes on after `end`."""
-        job = CommitJob(start, end, tuple(self._pending), dict(self._drafts))
-        self._pending, self._draft_id, self._drafts, self._stable = [], None, {}, 0
+        job = self._segments.hand_over(start, end)
+        self._stable = 0
         self._commit_start = self._draft_start = max(self._commit_start, end)
         return job
 
     def _settle(self, job: CommitJob, segments: list[Segment] | None) -> list[TranscriptUpdate]:
-        """Commit `segments` in place of the job's drafts, one segment per drafted utterance: the careful
-        pass often runs several utterances into one segment, and its words are dealt back to the drafts the
-        client shows, by time (a draft that gets none is committed empty; clients drop it). When the pass
-        failed, or returned nothing for audio the VAD calls speech (Whisper's no-speech guess can sit near
-        its threshold when a window opens on a pause), the drafts shown are committed instead."""
-        ids = [segment_id for segment_id, _ in job.pending]
-        if segments is None or (not segments and ids and self._skipped_speech(job.start, job.end)):
-            pieces = [job.drafts.get(segment_id) or empty_segment() for segment_id in ids]
-        elif ids:
-            pieces = deal_words(segments, [start for _, start in job.pending])
-        else:
-            pieces, ids = segments, [self._new_id() for _ in segments]
-        self.committed += [segment for segment in pieces if segment.text]
-        return [TranscriptUpdate(i, piece, committed=True) for i, piece in zip(ids, pieces, strict=True)]
-
-    def _new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id - 1
+        """Commit `segments` in place of the job's drafts (`LiveSegments.settle`). A pass that returned
+        nothing for audio the VAD calls speech commits the drafts shown, as a failed one does: Whisper's
+        no-speech guess can sit near its threshold when a window opens on a pause."""
+        if segments == [] and job.pending and self._skipped_speech(job.start, job.end):
+            segments = None
+        return self._segments.settle(job, segments)
